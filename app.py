@@ -1,0 +1,49 @@
+"""Entry point: `python app.py [--host H] [--port P] [--instance DIR] [--demo]`.
+
+`flask --app app ...` uses the `app` object below; it starts no bot (see geekai/cli.py).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from geekai import create_app
+from geekai.config import ConfigError
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="geekai: web service with a supervised WeChat bot")
+    parser.add_argument("--host", default=os.environ.get("GEEKAI_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=os.environ.get("GEEKAI_PORT", "5000"))
+    parser.add_argument("--instance", default=os.environ.get("GEEKAI_INSTANCE_PATH"),
+                        help="folder for the database, config.py, secrets and the session cache")
+    parser.add_argument("--demo", action="store_true",
+                        help="run the bot against the built-in WeChat emulator (BOT_BACKEND=demo)")
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be between 0 and 65535 (got {args.port})")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    try:
+        app = create_app({"BOT_BACKEND": "demo"} if args.demo else None, instance_path=args.instance)
+    except ConfigError as exc:
+        print(f"geekai: {exc}", file=sys.stderr)
+        return 2
+    from geekai.server import serve
+
+    try:
+        return serve(app, args.host, args.port)
+    except OSError as exc:
+        print(f"geekai: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

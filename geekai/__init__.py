@@ -1,0 +1,33 @@
+"""geekai: a Flask service whose WeChat bot can never take the web down."""
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
+    """Build the app: config, database, blueprints. Starts nothing in the background."""
+    instance_path = instance_path or os.environ.get("GEEKAI_INSTANCE_PATH") or os.path.join(ROOT, "instance")
+    app = Flask(
+        __name__,
+        instance_path=os.path.abspath(instance_path),
+        instance_relative_config=True,
+        template_folder=os.path.join(ROOT, "templates"),
+        static_folder=os.path.join(ROOT, "static"),
+    )
+    os.makedirs(app.instance_path, mode=0o700, exist_ok=True)
+
+    from . import config, db, instance_secrets, models  # noqa: F401 (models: tables for create_all)
+    from .web import init_app as init_web
+
+    config.load(app, test_config)
+    instance_secrets.ensure(app)
+    db.init_app(app)
+    init_web(app)
+    if os.environ.get("FLASK_RUN_FROM_CLI") == "true":
+        from .bot.runtime import start_under_flask_run
+        start_under_flask_run(app)
+    return app

@@ -1,0 +1,46 @@
+"""The small interface between the supervisor and a WeChat protocol implementation."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+
+@dataclass
+class IncomingMessage:
+    """A message as handlers see it, independent of the protocol library."""
+
+    id: str
+    type: str                      # wxpy's type name: "Text", "Sharing", "Picture", ...
+    text: str
+    sender: str                    # the sender's UserName (session-scoped id)
+    sender_name: str
+    sender_contact: dict = field(default_factory=dict)   # the contact record WeChat sent
+    raw: dict = field(default_factory=dict)              # the message as WeChat sent it
+    reply: Callable[[str], None] | None = None
+
+
+class LoginListener(Protocol):
+    """What a backend reports while it logs in and while it is online."""
+
+    def qr_ready(self, png: bytes, refresh: int) -> None: ...   # refresh 0: the first QR
+    def qr_scanned(self, push: bool = False) -> None: ...
+    def logged_out(self, reason: str, session_ended: bool) -> None: ...
+    def message(self, message: IncomingMessage) -> None: ...
+
+
+class BotSession(Protocol):
+    """A logged-in bot."""
+
+    account: str
+
+    def last_heartbeat(self) -> float | None: ...
+    def stop(self) -> None: ...      # go offline, keep the session cache for a hot login
+    def logout(self) -> None: ...    # log out at WeChat and forget the cache
+
+
+class Backend(Protocol):
+    """Logs in; blocks until online, raising a classified failure otherwise."""
+
+    def login(self, listener: LoginListener, cancel: threading.Event) -> BotSession: ...
+    def forget(self) -> None: ...    # drop any saved session

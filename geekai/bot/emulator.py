@@ -1,0 +1,859 @@
+"""A fake web-WeChat server speaking the protocol of itchat 1.2.32, for tests and demo mode."""
+
+# It serves on 127.0.0.1 in a daemon thread and plays both WeChat's servers and the phone:
+# tests (or the demo page) call scan(), confirm(), send_text(), logout() and set_fault() while
+# the real wxpy/itchat code logs in, receives and replies against it.
+# Protocol reference: /work/shared/WXPY_NOTES.md ("The protocol, as itchat speaks it").
+
+import collections
+import copy
+import html
+import json
+import random
+import socket
+import string
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["WeChatEmulator", "FAULT_MODES", "STATES"]
+
+CGI = "/cgi-bin/mmwebwx-bin"
+CONTROL = "/_emulator/"
+FAULT_MODES = (None, "hang", "garbage", "5xx", "drop")
+STATES = ("idle", "waiting_for_scan", "scanned", "pushed", "logged_in", "logged_out")
+# Matches none of itchat's regexes and is neither valid JSON nor well-formed XML.
+GARBAGE = "<html><body>502 Bad Gateway & <<not the protocol".encode("utf-8")
+JS = "text/javascript; charset=utf-8"
+# The real server labels its JSON text/plain; itchat does not care, so mimic it.
+JSON_TYPE = "text/plain; charset=utf-8"
+RET_LOGGED_OUT = 1101
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def _token(n, alphabet=_ALNUM):
+    """Random string of n characters from alphabet."""
+    return "".join(random.choice(alphabet) for _ in range(n))
+
+
+def _hex(n):
+    """Random lower-case hex string of n characters."""
+    return _token(n, "0123456789abcdef")
+
+
+def _contact(user_name, nick_name, sex=0, verify_flag=0, **extra):
+    """A contact record with every key itchat/wxpy read (as webwxgetcontact sends them)."""
+    record = {
+        "Uin": 0, "UserName": user_name, "NickName": nick_name,
+        "HeadImgUrl": "%s/webwxgeticon?seq=0&username=%s&skey=" % (CGI, user_name),
+        "ContactFlag": 3, "MemberCount": 0, "MemberList": [], "RemarkName": "",
+        "HideInputBarFlag": 0, "Sex": sex, "Signature": "", "VerifyFlag": verify_flag,
+        "OwnerUin": 0, "PYInitial": "", "PYQuanPin": "", "RemarkPYInitial": "",
+        "RemarkPYQuanPin": "", "StarFriend": 0, "AppAccountFlag": 0, "Statues": 0,
+        "AttrStatus": 0, "Province": "", "City": "", "Alias": "", "SnsFlag": 0,
+        "UniFriend": 0, "DisplayName": "", "ChatRoomId": 0, "KeyWord": "",
+        "EncryChatRoomId": "", "IsOwner": 0,
+    }
+    record.update(extra)
+    return record
+
+
+def _message_template():
+    """An AddMsgList entry with every key itchat's produce_msg may read."""
+    return {
+        "MsgId": "", "FromUserName": "", "ToUserName": "", "MsgType": 1, "Content": "",
+        "Status": 3, "ImgStatus": 1, "CreateTime": 0, "VoiceLength": 0, "PlayLength": 0,
+        "FileName": "", "FileSize": "", "MediaId": "", "Url": "", "AppMsgType": 0,
+        "StatusNotifyCode": 0, "StatusNotifyUserName": "",
+        "RecommendInfo": {
+            "UserName": "", "NickName": "", "QQNum": 0, "Province": "", "City": "",
+            "Content": "", "Signature": "", "Alias": "", "Scene": 0, "VerifyFlag": 0,
+            "AttrStatus": 0, "Sex": 0, "Ticket": "", "OpCode": 0,
+        },
+        "ForwardFlag": 0, "AppInfo": {"AppID": "", "Type": 0}, "HasProductId": 0,
+        "Ticket": "", "ImgHeight": 0, "ImgWidth": 0, "SubMsgType": 0, "NewMsgId": 0,
+        "OriContent": "", "EncryFileName": "",
+    }
+
+
+class QRCode:
+    """One login QR (or push-login prompt on the phone) and the poll answers queued for it."""
+
+    def __init__(self, uuid, pushed=False):
+        self.uuid = uuid
+        self.pushed = pushed
+        self.created = time.monotonic()
+        self.status = "new"  # new -> scanned -> confirmed; a dead QR is simply dropped
+        self.answers = collections.deque()  # codes ("201", "200") not yet told to a poll
+        self.ticket = None
+
+    def expired(self, lifetime):
+        """True when an unconfirmed QR has outlived lifetime seconds."""
+        return (lifetime is not None and self.status != "confirmed"
+                and time.monotonic() - self.created >= lifetime)
+
+    def seconds_left(self, lifetime):
+        """Seconds before this QR expires by age, or None if it never does."""
+        if lifetime is None or self.status == "confirmed":
+            return None
+        return max(0.0, self.created + lifetime - time.monotonic())
+
+
+class Session:
+    """A web login: the credentials itchat keeps (and pickles for hot login)."""
+
+    def __init__(self, uin):
+        self.uin = str(uin)
+        self.sid = _token(16)
+        self.skey = "@crypt_%s_%s" % (_hex(8), _hex(32))
+        self.pass_ticket = _token(64)
+        self.valid = True
+        self.ended_by = None  # "phone", "client" or "replaced" once invalid
+
+    def matches(self, sid=None, skey=None):
+        """True when this session is valid and the given sid/skey (those given) are its own."""
+        if not self.valid or (sid is None and skey is None):
+            return False
+        return (sid is None or sid == self.sid) and (skey is None or skey == self.skey)
+
+
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer that knows its emulator and every open connection."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, emulator):
+        self.emulator = emulator
+        self.connections = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request, client_address):
+        """Stay quiet: clients time out and go away all the time in tests."""
+
+    def close_connections(self):
+        """Shut every open connection so that keep-alive clients cannot be served after stop."""
+        with self.connections_lock:
+            conns = list(self.connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Reads one request, applies the configured fault, and hands it to the emulator."""
+
+    # Keep-alive like the real server, so requests' connection pool behaves as in production.
+    protocol_version = "HTTP/1.1"
+    server_version = "nginx"
+    sys_version = ""
+
+    def setup(self):
+        """Register the connection so stop() can cut it."""
+        super().setup()
+        # Headers and body go out in two writes: without NODELAY, Nagle plus the client's
+        # delayed ACK adds ~40 ms to every answer on a kept-alive connection.
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self):
+        """Forget the connection."""
+        try:
+            super().finish()
+        except OSError:
+            pass
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+
+    def log_message(self, format, *args):
+        """Say nothing; tests and the demo would drown in access logs."""
+
+    def do_GET(self):
+        """Handle GET."""
+        self._handle("GET")
+
+    def do_POST(self):
+        """Handle POST."""
+        self._handle("POST")
+
+    def _handle(self, method):
+        """Read the request, apply any fault, route it, and write the answer (or not)."""
+        emu = self.server.emulator
+        parts = urlsplit(self.path)
+        path = parts.path or "/"
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length > 0 else b""
+        except (ValueError, OSError):
+            self.close_connection = True
+            return
+        emu._count(path)
+        fault = emu._await_fault(path)
+        if fault == "stopped" or fault == "drop":
+            self.close_connection = True
+            return
+        if fault == "5xx":
+            self._reply((503, "text/html", b"<html><body>503 Service Unavailable</body></html>", []))
+            return
+        if fault == "garbage":
+            self._reply((200, "text/html; charset=utf-8", GARBAGE, []))
+            return
+        reply = emu._route(method, path, parse_qs(parts.query), body)
+        if reply is None:  # the emulator stopped while this request was held
+            self.close_connection = True
+            return
+        self._reply(reply)
+
+    def _reply(self, reply):
+        """Write (status, content_type, body, extra_headers); ignore clients that left."""
+        status, content_type, body, headers = reply
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in headers:
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True
+
+
+class WeChatEmulator:
+    """Fake web-WeChat: login QR, session, contacts, messages in and out, logout and faults."""
+
+    def __init__(self, login_poll_hold=25.0, synccheck_hold=25.0, qr_lifetime=None,
+                 push_login=False, nickname="GeekAI测试号"):
+        # The real server holds both long-polls about 25 s; tests pass small holds.
+        self.login_poll_hold = float(login_poll_hold)
+        self.synccheck_hold = float(synccheck_hold)
+        self.qr_lifetime = qr_lifetime
+        self.push_login = bool(push_login)
+        self.nickname = nickname
+        # One condition guards all state; every change notifies, so long-polls wake at once.
+        self._cond = threading.Condition(threading.RLock())
+        self._stopping = False
+        self._server = None
+        self._thread = None
+        self._qr = None
+        self._tickets = {}  # redirect ticket -> uuid of the confirmed QR
+        self._sessions = {}  # sid -> Session
+        self._current = None  # the newest Session (a new login ends the older ones)
+        self._inbox = collections.deque()  # AddMsgList entries not yet fetched by webwxsync
+        self._sync_seq = 0
+        self._msg_seq = 0
+        self._fault = (None, None)
+        self.sent = []
+        self.request_counts = collections.Counter()
+        self.uin = str(random.randint(1000000000, 3999999999))
+        self.self_username = "@" + _hex(64)
+        self._contacts = self._make_contacts()
+        self.default_friend = self.friend_username("张三")
+
+    # ----- lifecycle -------------------------------------------------------------------
+
+    def start(self, host="127.0.0.1", port=0):
+        """Bind host:port (0 = any free port), serve in a daemon thread, and return self."""
+        if self._server is not None:
+            raise RuntimeError("emulator already started")
+        self._server = _Server((host, port), self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+            name="wechat-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Shut the server down and release every held request at once."""
+        with self._cond:
+            if self._stopping or self._server is None:
+                self._stopping = True
+                return
+            self._stopping = True
+            self._cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+        self._server.close_connections()
+        self._thread.join(timeout=5)
+
+    def __enter__(self):
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    @property
+    def base_url(self):
+        """URL to put in itchat.config.BASE_URL, e.g. http://127.0.0.1:PORT."""
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        host, port = self._server.server_address[:2]
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = "[%s]" % host
+        return "http://%s:%d" % (host, port)
+
+    # ----- the phone's side --------------------------------------------------------------
+
+    def scan(self):
+        """The phone scans the current QR: the next (or pending) login poll answers 201."""
+        with self._cond:
+            qr = self._live_qr()
+            if qr is None or qr.status != "new" or qr.pushed:
+                return False
+            qr.status = "scanned"
+            qr.answers.append("201")
+            self._cond.notify_all()
+            return True
+
+    def confirm(self):
+        """The phone confirms (scanning first if needed): the login poll answers 200."""
+        with self._cond:
+            qr = self._live_qr()
+            if qr is None or qr.status == "confirmed":
+                return False
+            if qr.status == "new" and not qr.pushed:
+                qr.answers.append("201")  # a real phone always scans before it confirms
+            qr.status = "confirmed"
+            qr.ticket = _token(32)
+            self._tickets[qr.ticket] = qr.uuid
+            qr.answers.append("200")
+            self._cond.notify_all()
+            return True
+
+    def cancel(self):
+        """The phone cancels: the QR dies, the poll answers 400 and itchat fetches a new one."""
+        with self._cond:
+            if self._live_qr() is None:
+                return False
+            self._qr = None
+            self._cond.notify_all()
+            return True
+
+    def expire_qr(self):
+        """The current QR expires: the poll answers 400."""
+        return self.cancel()
+
+    def logout(self):
+        """Log out from the phone: synccheck answers 1101 and the session is dead."""
+        with self._cond:
+            session = self._current
+            if session is None or not session.valid:
+                return False
+            self._end_session(session, "phone")
+            return True
+
+    def send_text(self, text, from_user=None):
+        """Queue a one-to-one text from a friend (user name or nick name); return the entry."""
+        sender = self._resolve_user(from_user) if from_user else self.default_friend
+        # The server HTML-escapes text and turns newlines into <br/>; itchat undoes both.
+        content = html.escape(str(text), quote=False).replace("\n", "<br/>")
+        return self.inject_message({"MsgType": 1, "FromUserName": sender, "Content": content})
+
+    def inject_message(self, msg):
+        """Queue a raw AddMsgList entry (Content as the server sends it); return the entry."""
+        entry = _message_template()
+        entry.update(copy.deepcopy(msg))
+        with self._cond:
+            self._msg_seq += 1
+            if not entry.get("MsgId"):
+                entry["MsgId"] = str(random.randint(10 ** 18, 9 * 10 ** 18) + self._msg_seq)
+            if not entry.get("NewMsgId"):
+                entry["NewMsgId"] = int(entry["MsgId"]) if str(entry["MsgId"]).isdigit() \
+                    else random.randint(10 ** 18, 9 * 10 ** 18)
+            entry["CreateTime"] = entry.get("CreateTime") or int(time.time())
+            entry["ToUserName"] = entry.get("ToUserName") or self.self_username
+            entry["FromUserName"] = entry.get("FromUserName") or self.default_friend
+            self._inbox.append(entry)
+            self._cond.notify_all()
+            return copy.deepcopy(entry)
+
+    def set_fault(self, mode, paths=None):
+        """Make matching requests hang, get garbage, get 503, or be dropped (None clears)."""
+        if mode not in FAULT_MODES:
+            raise ValueError("fault mode must be one of %r" % (FAULT_MODES,))
+        if isinstance(paths, str):
+            paths = [paths]
+        with self._cond:
+            self._fault = (mode, None if paths is None else frozenset(paths))
+            self._cond.notify_all()
+
+    # ----- observation -------------------------------------------------------------------
+
+    @property
+    def state(self):
+        """idle | waiting_for_scan | scanned | pushed | logged_in | logged_out."""
+        with self._cond:
+            qr = self._live_qr()
+            if qr is not None:
+                if qr.status != "new":
+                    return "scanned"
+                return "pushed" if qr.pushed else "waiting_for_scan"
+            if self._current is not None:
+                return "logged_in" if self._current.valid else "logged_out"
+            return "idle"
+
+    @property
+    def qr_uuid(self):
+        """The uuid of the live QR, or None."""
+        with self._cond:
+            qr = self._live_qr()
+            return qr.uuid if qr else None
+
+    @property
+    def session(self):
+        """The newest session (valid or not), or None; read-only use."""
+        with self._cond:
+            return self._current
+
+    @property
+    def pending_messages(self):
+        """How many queued messages webwxsync has not yet delivered."""
+        with self._cond:
+            return len(self._inbox)
+
+    @property
+    def fault(self):
+        """The current fault as (mode, paths)."""
+        with self._cond:
+            return self._fault
+
+    @property
+    def contacts(self):
+        """A copy of the account's contact list (friends, a group, official accounts)."""
+        return copy.deepcopy(self._contacts)
+
+    def friend_username(self, nick_name):
+        """UserName of the friend (VerifyFlag 0, not a group) with this nick name."""
+        return self._find_username(nick_name, lambda c: c["VerifyFlag"] == 0
+                                   and not c["UserName"].startswith("@@"))
+
+    def mp_username(self, nick_name):
+        """UserName of the verified official account with this nick name."""
+        return self._find_username(nick_name, lambda c: c["VerifyFlag"] & 8)
+
+    def group_username(self, nick_name):
+        """UserName of the group with this name."""
+        return self._find_username(nick_name, lambda c: c["UserName"].startswith("@@"))
+
+    def wait_for(self, predicate, timeout=5.0):
+        """Poll predicate() until it is true (True) or timeout seconds pass (False)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if predicate():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
+    def snapshot(self):
+        """The JSON-able state served at GET /_emulator/state."""
+        with self._cond:
+            mode, paths = self._fault
+            return {
+                "state": self.state, "qr_uuid": self.qr_uuid, "sent": len(self.sent),
+                "nickname": self.nickname, "pending_messages": len(self._inbox),
+                "fault": {"mode": mode, "paths": sorted(paths) if paths else None},
+                "base_url": self.base_url if self._server else None,
+            }
+
+    # ----- internals: state --------------------------------------------------------------
+
+    def _make_contacts(self):
+        """The account's contacts, with stable user names for this emulator instance."""
+        friend = _contact("@" + _hex(32), "张三", sex=1, Uin=0)
+        return [
+            friend,
+            _contact("@" + _hex(32), "李四", sex=2),
+            # A friend who renamed himself like the payment account: forged notices come from here.
+            _contact("@" + _hex(32), "微信支付", sex=1),
+            _contact("@@" + _hex(64), "GeekAI 用户群", MemberCount=3),
+            _contact("@" + _hex(32), "微信支付", verify_flag=24, KeyWord="gh_",
+                     Signature="微信支付官方账号", ContactFlag=1),
+            _contact("@" + _hex(32), "微信收款助手", verify_flag=24, KeyWord="gh_",
+                     Signature="微信收款到账通知", ContactFlag=1),
+        ]
+
+    def _find_username(self, nick_name, accept):
+        """First UserName whose NickName matches and whose record passes accept()."""
+        for c in self._contacts:
+            if c["NickName"] == nick_name and accept(c):
+                return c["UserName"]
+        raise KeyError(nick_name)
+
+    def _resolve_user(self, who):
+        """Accept a UserName ("@...") or a friend's (then an official account's) nick name."""
+        if who.startswith("@") or who in ("filehelper", "fmessage"):
+            return who
+        try:
+            return self.friend_username(who)
+        except KeyError:
+            return self.mp_username(who)
+
+    def _group_members(self, group):
+        """Members of the group for webwxbatchgetcontact (self, a friend, a stranger)."""
+        members = [(self.self_username, self.nickname), (self.default_friend, "张三"),
+                   ("@" + _hex(32), "王五")]
+        return [{"Uin": 0, "UserName": u, "NickName": n, "AttrStatus": 0, "PYInitial": "",
+                 "PYQuanPin": "", "RemarkPYInitial": "", "RemarkPYQuanPin": "",
+                 "MemberStatus": 0, "DisplayName": "", "KeyWord": ""} for u, n in members]
+
+    def _live_qr(self):
+        """The current QR after dropping it if it outlived qr_lifetime (call under the lock)."""
+        qr = self._qr
+        if qr is not None and qr.expired(self.qr_lifetime):
+            self._qr = None
+            self._cond.notify_all()
+            return None
+        return qr
+
+    def _new_qr(self, pushed=False):
+        """Replace the current QR with a new one (call under the lock)."""
+        # Real uuids look like "gZ2Fn0zQvA==": 10 base64 characters and padding.
+        self._qr = QRCode(_token(10, _ALNUM + "-_") + "==", pushed=pushed)
+        self._cond.notify_all()
+        return self._qr
+
+    def _end_session(self, session, why):
+        """Invalidate a session and wake its long-polls (call under the lock)."""
+        session.valid = False
+        session.ended_by = why
+        self._cond.notify_all()
+
+    def _valid_session(self, sid=None, skey=None, uin=None):
+        """The valid session matching these credentials, or None (call under the lock)."""
+        for session in self._sessions.values():
+            if session.matches(sid=sid, skey=skey) and (uin is None or uin == session.uin):
+                return session
+        return None
+
+    def _count(self, path):
+        """Count a request by path."""
+        with self._cond:
+            self.request_counts[path] += 1
+
+    def _fault_for(self, path):
+        """The fault mode for this path; control endpoints are never faulted."""
+        mode, paths = self._fault
+        if mode is None or path.startswith(CONTROL):
+            return None
+        if paths is None or any(p in path for p in paths):
+            return mode
+        return None
+
+    def _await_fault(self, path):
+        """Hold hanging requests until the fault clears; return the fault or "stopped"."""
+        with self._cond:
+            while True:
+                if self._stopping:
+                    return "stopped"
+                mode = self._fault_for(path)
+                if mode != "hang":
+                    return mode
+                self._cond.wait()
+
+    # ----- internals: routing ------------------------------------------------------------
+
+    def _route(self, method, path, query, body):
+        """Answer one request as (status, content_type, body, headers), or None to hang up."""
+        q = {k: v[0] for k, v in query.items()}
+        if path == "/":
+            return 200, "text/html; charset=utf-8", "<html><body>WeChat emulator</body></html>", []
+        if path == "/jslogin":
+            return self._jslogin()
+        if path.startswith(CONTROL):
+            return self._control(method, path[len(CONTROL):], body)
+        if not path.startswith(CGI + "/"):
+            return self._not_found()
+        name = path[len(CGI) + 1:]
+        data = self._json(body) if method == "POST" else None
+        handlers = {
+            "login": lambda: self._login_poll(q.get("uuid")),
+            "webwxnewloginpage": lambda: self._redirect(q.get("ticket"), q.get("uuid")),
+            "webwxinit": lambda: self._webwxinit(data),
+            "webwxstatusnotify": lambda: self._statusnotify(data),
+            "webwxgetcontact": lambda: self._getcontact(q),
+            "webwxbatchgetcontact": lambda: self._batchgetcontact(data),
+            "synccheck": lambda: self._synccheck(q),
+            "webwxsync": lambda: self._webwxsync(q, data),
+            "webwxsendmsg": lambda: self._sendmsg(data),
+            "webwxlogout": lambda: self._webwxlogout(q),
+            "webwxpushloginurl": lambda: self._pushlogin(q.get("uin")),
+        }
+        handler = handlers.get(name)
+        return handler() if handler else self._not_found()
+
+    @staticmethod
+    def _json(body):
+        """Parse a JSON request body, or None."""
+        try:
+            return json.loads(body.decode("utf-8")) if body else None
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+    @staticmethod
+    def _json_reply(obj, status=200, headers=()):
+        """A JSON answer."""
+        return status, JSON_TYPE, json.dumps(obj, ensure_ascii=False), list(headers)
+
+    @staticmethod
+    def _not_found():
+        """404 for anything the emulator does not speak."""
+        return 404, "text/html", "<html><body>404 Not Found</body></html>", []
+
+    @staticmethod
+    def _base_response(ret=0):
+        """The BaseResponse block of every webwx JSON answer."""
+        return {"Ret": ret, "ErrMsg": ""}
+
+    def _session_from(self, data, q=None):
+        """The valid session named by a JSON BaseRequest (or the query), or None."""
+        base = (data or {}).get("BaseRequest") or {}
+        q = q or {}
+        sid = base.get("Sid") or q.get("sid")
+        skey = base.get("Skey") or q.get("skey")
+        return self._valid_session(sid=sid, skey=skey)
+
+    def _sync_key(self):
+        """The SyncKey/SyncCheckKey block for the current sync position."""
+        now = int(time.time())
+        return {"Count": 4, "List": [
+            {"Key": 1, "Val": 680000000 + self._sync_seq},
+            {"Key": 2, "Val": 680000100 + self._sync_seq},
+            {"Key": 3, "Val": 680000050},
+            {"Key": 1000, "Val": now}]}
+
+    def _user(self):
+        """The logged-in account as webwxinit describes it."""
+        return _contact(self.self_username, self.nickname, Uin=int(self.uin),
+                        HeadImgFlag=1, WebWxPluginSwitch=0, SnsFlag=17)
+
+    # ----- protocol endpoints ------------------------------------------------------------
+
+    def _jslogin(self):
+        """Issue a new QR uuid."""
+        with self._cond:
+            qr = self._new_qr()
+        return 200, JS, 'window.QRLogin.code = 200; window.QRLogin.uuid = "%s";' % qr.uuid, []
+
+    def _login_poll(self, uuid):
+        """Long-poll for the phone: 408 nothing yet, 201 scanned, 200 confirmed, 400 dead QR."""
+        deadline = time.monotonic() + self.login_poll_hold
+        with self._cond:
+            while True:
+                if self._stopping:
+                    return None
+                qr = self._live_qr()
+                if qr is None or qr.uuid != uuid:
+                    return 200, JS, "window.code=400;", []
+                if qr.answers:
+                    code = qr.answers.popleft()
+                    if code == "200":
+                        redirect = "%s%s/webwxnewloginpage?ticket=%s&uuid=%s&lang=zh_CN&scan=%d" % (
+                            self.base_url, CGI, qr.ticket, qr.uuid, int(time.time()))
+                        return 200, JS, 'window.code=200;\nwindow.redirect_uri="%s";' % redirect, []
+                    return 200, JS, "window.code=%s;" % code, []
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return 200, JS, "window.code=408;", []
+                left = qr.seconds_left(self.qr_lifetime)
+                # Wake when the QR would expire by age, so the 400 is not held back.
+                self._cond.wait(remaining if left is None else min(remaining, left + 0.001))
+
+    def _redirect(self, ticket, uuid):
+        """Redeem a confirmed QR's ticket: create the session and set WeChat's cookies."""
+        with self._cond:
+            if not ticket or self._tickets.pop(ticket, None) != uuid:
+                xml = "<error><ret>1203</ret><message>Invalid ticket</message></error>"
+                return 200, "text/plain; charset=utf-8", xml, []
+            if self._qr is not None and self._qr.uuid == uuid:
+                self._qr = None
+            # Logging in on the web again ends the previous web session, as on the real service.
+            for old in self._sessions.values():
+                if old.valid:
+                    self._end_session(old, "replaced")
+            session = Session(self.uin)
+            self._sessions[session.sid] = session
+            self._current = session
+            self._cond.notify_all()
+        xml = ("<error><ret>0</ret><message></message><skey>%s</skey><wxsid>%s</wxsid>"
+               "<wxuin>%s</wxuin><pass_ticket>%s</pass_ticket><isgrayscale>1</isgrayscale>"
+               "</error>" % (session.skey, session.sid, session.uin, session.pass_ticket))
+        # itchat pickles these cookies and needs wxuin (and the others) to ask for a push login.
+        cookies = {
+            "wxuin": session.uin, "wxsid": session.sid, "wxloadtime": str(int(time.time())),
+            "mm_lang": "zh_CN", "webwx_data_ticket": _token(40), "webwxuvid": _hex(64),
+            "webwx_auth_ticket": _token(60),
+        }
+        headers = [("Set-Cookie", "%s=%s; Path=/" % kv) for kv in cookies.items()]
+        return 200, "text/plain; charset=utf-8", xml, headers
+
+    def _webwxinit(self, data):
+        """The account, the sync key and a few recent chats."""
+        with self._cond:
+            session = self._session_from(data)
+            if session is None:
+                return self._json_reply({"BaseResponse": self._base_response(RET_LOGGED_OUT)})
+            recent = [copy.deepcopy(c) for c in self._contacts
+                      if c["UserName"] in (self.group_username("GeekAI 用户群"),
+                                           self.mp_username("微信支付"))]
+            return self._json_reply({
+                "BaseResponse": self._base_response(), "Count": len(recent),
+                "ContactList": recent, "SyncKey": self._sync_key(), "User": self._user(),
+                "ChatSet": ",".join(c["UserName"] for c in recent), "SKey": session.skey,
+                "ClientVersion": 637863733, "SystemTime": int(time.time()), "GrayScale": 1,
+                "InviteStartCount": 40, "MPSubscribeMsgCount": 0, "MPSubscribeMsgList": [],
+                "ClickReportInterval": 600000,
+            })
+
+    def _statusnotify(self, data):
+        """Acknowledge the 'logged in on the web' notice."""
+        with self._cond:
+            ret = 0 if self._session_from(data) else RET_LOGGED_OUT
+        return self._json_reply({"BaseResponse": self._base_response(ret),
+                                 "MsgID": str(random.randint(10 ** 18, 9 * 10 ** 18))})
+
+    def _getcontact(self, q):
+        """The whole contact list in one page (Seq 0 ends itchat's paging)."""
+        with self._cond:
+            if self._valid_session(skey=q.get("skey")) is None:
+                return self._json_reply({"BaseResponse": self._base_response(RET_LOGGED_OUT),
+                                         "MemberCount": 0, "MemberList": [], "Seq": 0})
+            members = copy.deepcopy(self._contacts)
+        return self._json_reply({"BaseResponse": self._base_response(),
+                                 "MemberCount": len(members), "MemberList": members, "Seq": 0})
+
+    def _batchgetcontact(self, data):
+        """Details of the asked contacts; groups come with their members."""
+        with self._cond:
+            if self._session_from(data) is None:
+                return self._json_reply({"BaseResponse": self._base_response(RET_LOGGED_OUT),
+                                         "Count": 0, "ContactList": []})
+            wanted = [item.get("UserName") for item in (data or {}).get("List") or []]
+            found = []
+            for c in self._contacts:
+                if c["UserName"] in wanted:
+                    c = copy.deepcopy(c)
+                    if c["UserName"].startswith("@@"):
+                        c["MemberList"] = self._group_members(c)
+                        c["EncryChatRoomId"] = "@" + _hex(32)
+                    found.append(c)
+        return self._json_reply({"BaseResponse": self._base_response(),
+                                 "Count": len(found), "ContactList": found})
+
+    def _synccheck(self, q):
+        """Long-poll for news: selector 2 when messages wait, retcode 1101 once logged out."""
+        deadline = time.monotonic() + self.synccheck_hold
+        with self._cond:
+            session = self._valid_session(sid=q.get("sid"), skey=q.get("skey"), uin=q.get("uin"))
+            while True:
+                if self._stopping:
+                    return None
+                if session is None or not session.valid:
+                    return 200, JS, 'window.synccheck={retcode:"%d",selector:"0"}' % RET_LOGGED_OUT, []
+                if self._inbox:
+                    return 200, JS, 'window.synccheck={retcode:"0",selector:"2"}', []
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return 200, JS, 'window.synccheck={retcode:"0",selector:"0"}', []
+                self._cond.wait(remaining)
+
+    def _webwxsync(self, q, data):
+        """Hand over every queued message and advance the sync key; 1101 for a dead session."""
+        with self._cond:
+            session = self._session_from(data, q)
+            if session is None:
+                return self._json_reply({
+                    "BaseResponse": self._base_response(RET_LOGGED_OUT), "AddMsgCount": 0,
+                    "AddMsgList": [], "ModContactCount": 0, "ModContactList": [],
+                    "SyncKey": {"Count": 0, "List": []}, "SyncCheckKey": {"Count": 0, "List": []}})
+            messages = list(self._inbox)
+            self._inbox.clear()
+            if messages:
+                self._sync_seq += len(messages)
+            key = self._sync_key()
+            return self._json_reply({
+                "BaseResponse": self._base_response(),
+                "AddMsgCount": len(messages), "AddMsgList": messages,
+                "ModContactCount": 0, "ModContactList": [],
+                "DelContactCount": 0, "DelContactList": [],
+                "ModChatRoomMemberCount": 0, "ModChatRoomMemberList": [],
+                "Profile": {"BitFlag": 0, "UserName": {"Buff": ""}, "NickName": {"Buff": ""}},
+                "ContinueFlag": 0, "SyncKey": key, "SyncCheckKey": key, "SKey": session.skey})
+
+    def _sendmsg(self, data):
+        """Record an outgoing message; answer like the server (Ret 1101 if logged out)."""
+        with self._cond:
+            if data is None or self._session_from(data) is None:
+                return self._json_reply({"BaseResponse": self._base_response(RET_LOGGED_OUT),
+                                         "MsgID": "", "LocalID": ""})
+            self.sent.append(data)
+            msg = data.get("Msg") or {}
+            msg_id = str(random.randint(10 ** 18, 9 * 10 ** 18))
+        return self._json_reply({"BaseResponse": self._base_response(), "MsgID": msg_id,
+                                 "LocalID": str(msg.get("LocalID", ""))})
+
+    def _webwxlogout(self, q):
+        """The client logs itself out."""
+        with self._cond:
+            session = self._valid_session(skey=q.get("skey"))
+            if session is not None:
+                self._end_session(session, "client")
+        return 200, "text/html", "", []
+
+    def _pushlogin(self, uin):
+        """Ask the phone to confirm a login without a QR (only with push_login=True)."""
+        with self._cond:
+            if not self.push_login or not uin or uin != self.uin or self._current is None:
+                return self._json_reply({"ret": "1", "msg": "push login refused"})
+            qr = self._new_qr(pushed=True)
+        return self._json_reply({"ret": "0", "msg": "all ok", "uuid": qr.uuid})
+
+    # ----- control endpoints for the demo page -------------------------------------------
+
+    def _control(self, method, action, body):
+        """POST scan|confirm|cancel|expire|logout|send_text|inject|fault; GET state."""
+        if action == "state" and method == "GET":
+            return self._json_reply(self.snapshot())
+        if method != "POST":
+            return self._not_found()
+        data = self._json(body) if body else {}
+        if data is None:
+            return self._json_reply({"ok": False, "error": "invalid JSON"}, status=400)
+        try:
+            if action in ("scan", "confirm", "cancel", "logout"):
+                ok = getattr(self, action)()
+            elif action == "expire":
+                ok = self.expire_qr()
+            elif action == "send_text":
+                self.send_text(data["text"], data.get("from_user"))
+                ok = True
+            elif action == "inject":
+                self.inject_message(data)
+                ok = True
+            elif action == "fault":
+                self.set_fault(data.get("mode"), data.get("paths"))
+                ok = True
+            else:
+                return self._not_found()
+        except (KeyError, TypeError, ValueError) as e:
+            return self._json_reply({"ok": False, "error": repr(e)}, status=400)
+        result = self.snapshot()
+        result["ok"] = bool(ok)
+        return self._json_reply(result)

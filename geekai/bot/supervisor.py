@@ -1,0 +1,225 @@
+"""The bot supervisor: one state machine that logs in, classifies failures, retries and stops.
+
+Attempts run in their own daemon thread, started by an APScheduler job (now, or at the time a
+backoff chose), so a blocked login never holds the web or the scheduler. Each attempt has a
+generation number: whatever an older attempt reports after it was superseded is ignored.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import traceback
+from datetime import datetime, timedelta, timezone
+
+from apscheduler.jobstores.base import JobLookupError
+
+from . import errors, states
+from .backend import Backend, IncomingMessage
+from ..db import utcnow
+
+logger = logging.getLogger(__name__)
+
+
+def backoff_delay(failures: int, first: float, cap: float, rng=random.random) -> float:
+    """Capped exponential backoff with jitter: about first, 2*first, 4*first ... up to cap."""
+    base = min(cap, first * 2 ** max(0, failures - 1))
+    return min(cap, base * (0.8 + 0.4 * rng()))
+
+
+class BotSupervisor:
+    """Drives a Backend through the states of DESIGN.md and records every transition."""
+
+    def __init__(self, backend: Backend, store, scheduler, config: dict, rng=random.random):
+        self.backend = backend
+        self.store = store
+        self.scheduler = scheduler
+        self.retry_first = config["BOT_RETRY_FIRST_SECONDS"]
+        self.retry_max = config["BOT_RETRY_MAX_SECONDS"]
+        self.qr_lifetime = config["BOT_QR_LIFETIME"]
+        self.rng = rng
+        self.state = states.STOPPED
+        self.session = None
+        self.failures = 0
+        self.generation = 0
+        self.handlers: list = []
+        self._cancel = threading.Event()
+        self._job_id = ""
+        self._thread: threading.Thread | None = None
+        self._lock = threading.RLock()
+
+    # -- commands (any thread) ------------------------------------------------------------
+    def start(self, actor: str = "system", reason: str = "bot started") -> bool:
+        """Log in now (also "retry now" and "get a new QR"); False when already logged in."""
+        with self._lock:
+            if self.state == states.LOGGED_IN:
+                return False
+            self._end_current()
+            self.failures = 0
+            self._go(states.STARTING, reason, actor=actor)
+            self._schedule(0)
+            return True
+
+    def stop(self, actor: str = "system", reason: str = "stopped by admin") -> None:
+        """Go offline, keep the session cache, and wait for an admin's start."""
+        with self._lock:
+            self._end_current()
+            if self.state != states.STOPPED:
+                self._go(states.STOPPED, reason, actor=actor)
+
+    def logout(self, actor: str = "admin") -> None:
+        """Log out at WeChat, forget the session, and wait for an admin's login."""
+        with self._lock:
+            session, self.session = self.session, None
+            self._end_current()
+            if session is not None:
+                session.logout()
+            self.backend.forget()
+            self._go(states.NEEDS_LOGIN, "logged out by admin", actor=actor)
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the attempt thread to end; True if none is left running."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
+    # -- the attempt (its own thread) -------------------------------------------------------
+    def _schedule(self, delay: float) -> None:
+        self._job_id = f"bot-attempt-{self.generation}"
+        run_at = datetime.now(timezone.utc) + timedelta(seconds=delay)
+        self.scheduler.add_job(self._spawn, "date", run_date=run_at, args=[self.generation],
+                               id=self._job_id, replace_existing=True, misfire_grace_time=None)
+
+    def _spawn(self, generation: int) -> None:
+        with self._lock:
+            if generation != self.generation:
+                return
+            if self.state != states.STARTING:
+                self._go(states.STARTING, "connecting to WeChat", attempt=self.failures)
+            self._cancel = threading.Event()
+            self._thread = threading.Thread(target=self._attempt, args=(generation, self._cancel),
+                                            name=f"geekai-bot-{generation}", daemon=True)
+            self._thread.start()
+
+    def _attempt(self, generation: int, cancel: threading.Event) -> None:
+        listener = _Listener(self, generation)
+        try:
+            session = self.backend.login(listener, cancel)
+        except BaseException as exc:  # SystemExit included: wxpy exits on network errors
+            self._failed(generation, exc)
+            return
+        with self._lock:
+            if generation != self.generation:
+                session.stop()
+                return
+            self.session, self.failures = session, 0
+            self._go(states.LOGGED_IN, f"logged in as {session.account}", account=session.account)
+
+    def _failed(self, generation: int, exc: BaseException) -> None:
+        kind, reason = errors.classify(exc)
+        detail = _describe(exc) if kind != errors.STOPPED else ""
+        with self._lock:
+            if generation != self.generation or kind == errors.STOPPED:
+                return
+            self._after_failure(kind, reason, detail)
+
+    def _after_failure(self, kind: str, reason: str, detail: str = "") -> None:
+        logger.warning("bot attempt failed (%s): %s", kind, reason)
+        if kind == errors.NEEDS_PERSON:
+            self._go(states.NEEDS_LOGIN, reason, detail=detail)
+        elif kind == errors.PERMANENT:
+            self._go(states.ERROR, reason, detail=detail)
+        elif kind == errors.SESSION_LOST and self.failures == 0:
+            # A logout or a rejected session asks for a fresh QR at once, but only once in a row.
+            self.failures += 1
+            self.generation += 1
+            self._go(states.STARTING, reason, detail=detail)
+            self._schedule(0)
+        else:
+            self.failures += 1
+            self.generation += 1
+            delay = backoff_delay(self.failures, self.retry_first, self.retry_max, self.rng)
+            self._go(states.RETRYING, reason, detail=detail, attempt=self.failures,
+                     next_retry_at=utcnow() + timedelta(seconds=delay))
+            self._schedule(delay)
+
+    # -- reports from the backend (attempt and receiving threads) -------------------------
+    def _qr_ready(self, generation: int, png: bytes, refresh: int) -> None:
+        with self._lock:
+            if generation == self.generation:
+                reason = "scan the QR with WeChat" if refresh == 0 else f"QR expired; new QR (refresh {refresh})"
+                self._go(states.WAITING_FOR_SCAN, reason, qr_png=png,
+                         qr_expires_at=utcnow() + timedelta(seconds=self.qr_lifetime))
+
+    def _qr_scanned(self, generation: int, push: bool) -> None:
+        with self._lock:
+            if generation == self.generation:
+                reason = "confirm the login on your phone" + (" (login request sent to the phone)" if push else "")
+                self._go(states.WAITING_FOR_CONFIRM, reason)
+
+    def _logged_out(self, generation: int, reason: str, session_ended: bool) -> None:
+        with self._lock:
+            if generation != self.generation or self.state != states.LOGGED_IN:
+                return
+            self.session = None
+            kind = errors.SESSION_LOST if session_ended else errors.TRANSIENT
+            self._after_failure(kind, reason)
+
+    def _message(self, generation: int, message: IncomingMessage) -> None:
+        for handler in list(self.handlers):
+            try:
+                handler(message)
+            except Exception:
+                logger.exception("message handler %r failed on message %s", handler, message.id)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _end_current(self) -> None:
+        """Cancel the running attempt and any scheduled one; take the session offline."""
+        self.generation += 1
+        self._cancel.set()
+        with contextlib.suppress(JobLookupError):
+            self.scheduler.remove_job(self._job_id)
+        session, self.session = self.session, None
+        if session is not None:
+            session.stop()
+
+    def _go(self, new: str, reason: str, *, actor: str = "bot", **fields) -> None:
+        old = self.state
+        if not states.is_allowed(old, new):
+            logger.error("unexpected bot transition %s -> %s (%s)", old, new, reason)
+        self.state = new
+        fields.setdefault("attempt", self.failures)
+        logger.info("bot %s -> %s: %s", old, new, reason)
+        self.store.transition(old, new, reason, actor=actor, **fields)
+
+
+def _describe(exc: BaseException) -> str:
+    """The failure's traceback for the admin, with the exceptions that caused it in one line each."""
+    lines = traceback.format_exception(exc, chain=False)
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None:
+        lines.append(f"caused by {type(cause).__name__}: {cause}\n")
+        cause = cause.__cause__ or cause.__context__
+    return "".join(lines)
+
+
+class _Listener:
+    """The LoginListener of one attempt, tagged with its generation."""
+
+    def __init__(self, supervisor: BotSupervisor, generation: int):
+        self.supervisor = supervisor
+        self.generation = generation
+
+    def qr_ready(self, png: bytes, refresh: int) -> None:
+        self.supervisor._qr_ready(self.generation, png, refresh)
+
+    def qr_scanned(self, push: bool = False) -> None:
+        self.supervisor._qr_scanned(self.generation, push)
+
+    def logged_out(self, reason: str, session_ended: bool) -> None:
+        self.supervisor._logged_out(self.generation, reason, session_ended)
+
+    def message(self, message: IncomingMessage) -> None:
+        self.supervisor._message(self.generation, message)

@@ -1,0 +1,157 @@
+"""Configuration: defaults, loading order and validation of every key."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A configuration value is unusable; the message names the key and the expected form."""
+
+    def __init__(self, key: str, expected: str, value: Any):
+        super().__init__(f"config error: {key} must be {expected} (got {value!r})")
+        self.key = key
+
+
+DEFAULTS: dict[str, Any] = {
+    "BOT_ENABLED": True,
+    "BOT_BACKEND": "wxpy",
+    "BOT_REQUIRED": False,
+    "WECHAT_BASE_URL": "https://login.weixin.qq.com",
+    "BOT_LOGIN_TIMEOUT": 60,
+    "BOT_RETRY_MAX_SECONDS": 300,
+    "BOT_RETRY_FIRST_SECONDS": 5,
+    "BOT_QR_MAX_REFRESH": 10,
+    # Web WeChat does not announce a QR's lifetime; a few minutes is what its page shows.
+    "BOT_QR_LIFETIME": 240,
+    "BOT_SESSION_CACHE": "wxpy-session.pkl",
+    "BOT_STOP_GRACE_SECONDS": 3,
+    "WATCHDOG_SECONDS": 45,
+    "ALERT_GRACE_SECONDS": 120,
+    "METRICS": "open",
+    "SQLALCHEMY_DATABASE_URI": None,  # filled in with instance/geekai.sqlite
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_HTTPONLY": True,
+    # CSRF is checked by the API itself, so that bearer-token scripts need none.
+    "WTF_CSRF_CHECK_DEFAULT": False,
+    "WTF_CSRF_TIME_LIMIT": None,
+}
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def _seconds(minimum: float) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        number = float(value)
+        if not number >= minimum or number == float("inf"):
+            raise ValueError(value)
+        return int(number) if number == int(number) else number
+    return parse
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or int(value) != float(value) or int(value) < 0:
+        raise ValueError(value)
+    return int(value)
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in options:
+            raise ValueError(value)
+        return value
+    return parse
+
+
+def _http_url(value: Any) -> str:
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(value)
+    return str(value).rstrip("/")
+
+
+def _optional_http_url(value: Any) -> str | None:
+    return None if value in (None, "") else _http_url(value)
+
+
+def _secret(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) < 8:
+        raise ValueError(value)
+    return value
+
+
+def _nonempty_text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Rule:
+    parse: Callable[[Any], Any]
+    expected: str
+
+
+RULES: dict[str, Rule] = {
+    "BOT_ENABLED": Rule(_flag, "true or false"),
+    "BOT_BACKEND": Rule(_choice("wxpy", "demo"), "'wxpy' or 'demo'"),
+    "BOT_REQUIRED": Rule(_flag, "true or false"),
+    "WECHAT_BASE_URL": Rule(_http_url, "an http(s) URL such as https://login.weixin.qq.com"),
+    "BOT_LOGIN_TIMEOUT": Rule(_seconds(0.1), "a number of seconds >= 0.1 (WeChat long-polls ~25 s: use 60 in production)"),
+    "BOT_RETRY_MAX_SECONDS": Rule(_seconds(0.1), "a number of seconds >= 0.1"),
+    "BOT_RETRY_FIRST_SECONDS": Rule(_seconds(0.01), "a number of seconds >= 0.01"),
+    "BOT_QR_MAX_REFRESH": Rule(_count, "a whole number >= 0"),
+    "BOT_QR_LIFETIME": Rule(_seconds(1), "a number of seconds >= 1"),
+    "BOT_SESSION_CACHE": Rule(_nonempty_text, "a file name (relative to the instance folder) or an absolute path"),
+    "BOT_STOP_GRACE_SECONDS": Rule(_seconds(0), "a number of seconds >= 0"),
+    "WATCHDOG_SECONDS": Rule(_seconds(1), "a number of seconds >= 1"),
+    "ALERT_GRACE_SECONDS": Rule(_seconds(0), "a number of seconds >= 0"),
+    "METRICS": Rule(_choice("open", "token", "off"), "'open', 'token' or 'off'"),
+    "ADMIN_PASSWORD": Rule(_secret, "a string of at least 8 characters"),
+    "API_TOKEN": Rule(_secret, "a string of at least 8 characters"),
+    "SECRET_KEY": Rule(_secret, "a string of at least 8 characters"),
+    "ALERT_WEBHOOK_URL": Rule(_optional_http_url, "an http(s) URL"),
+    "ALERT_WECOM_URL": Rule(_optional_http_url, "an http(s) URL"),
+    "ALERT_DINGTALK_URL": Rule(_optional_http_url, "an http(s) URL"),
+    "ALERT_FEISHU_URL": Rule(_optional_http_url, "an http(s) URL"),
+    "PAYMENT_CALLBACK_URL": Rule(_optional_http_url, "an http(s) URL"),
+}
+
+
+def load(app, test_config: dict | None = None) -> None:
+    """Layer defaults, instance/config.py, GEEKAI_* environment and test config, then validate."""
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("GEEKAI")
+    if test_config:
+        app.config.from_mapping(test_config)
+    validate(app.config)
+    if not app.config["SQLALCHEMY_DATABASE_URI"]:
+        path = os.path.join(app.instance_path, "geekai.sqlite")
+        app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + path
+
+
+def validate(config) -> None:
+    """Replace each known key by its parsed value or raise ConfigError naming it."""
+    for key, rule in RULES.items():
+        if key not in config:
+            continue
+        try:
+            config[key] = rule.parse(config[key])
+        except (TypeError, ValueError):
+            raise ConfigError(key, rule.expected, config[key]) from None

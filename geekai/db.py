@@ -1,0 +1,53 @@
+"""The SQLAlchemy extension and SQLite connection settings."""
+from __future__ import annotations
+
+import contextlib
+import os
+from datetime import datetime, timezone
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: SQLite keeps no time zone, so every stored time is UTC."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def isoformat(moment: datetime | None) -> str | None:
+    """A stored (naive UTC) time as ISO 8601 with an explicit Z."""
+    return None if moment is None else moment.replace(microsecond=moment.microsecond // 1000 * 1000).isoformat() + "Z"
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets the page read while the bot thread writes; busy_timeout waits out a writer
+    # instead of failing at once with "database is locked".
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
+def init_app(app) -> None:
+    """Bind the extension and create missing tables; a SQLite file is private (it holds the QR)."""
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = url.database if os.path.isabs(url.database) else os.path.join(app.instance_path, url.database)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    db.init_app(app)
+    with app.app_context():
+        db.create_all()

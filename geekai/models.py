@@ -1,0 +1,68 @@
+"""Database models: the bot's current state (one row) and its append-only history."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .db import db, isoformat, utcnow
+
+STATE_ROW_ID = 1
+
+
+class BotState(db.Model):
+    """The bot's state as the page shows it; exactly one row (id 1)."""
+
+    __tablename__ = "bot_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(String(32))
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    next_retry_at: Mapped[datetime | None] = mapped_column(default=None)
+    qr_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    qr_png: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    account: Mapped[str | None] = mapped_column(String(200), default=None)
+    pid: Mapped[int | None] = mapped_column(Integer, default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def to_dict(self) -> dict:
+        return {
+            "state": self.state,
+            "since": isoformat(self.since),
+            "reason": self.reason,
+            "detail": self.detail,
+            "attempt": self.attempt,
+            "next_retry_at": isoformat(self.next_retry_at),
+            "qr_expires_at": isoformat(self.qr_expires_at),
+            "account": self.account,
+        }
+
+
+class BotEvent(db.Model):
+    """One state transition; rows are only ever appended."""
+
+    __tablename__ = "bot_event"
+    __table_args__ = (Index("ix_bot_event_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    from_state: Mapped[str] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(64), default="bot")
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "at": isoformat(self.at),
+            "from": self.from_state,
+            "to": self.to_state,
+            "reason": self.reason,
+            "detail": self.detail,
+            "actor": self.actor,
+        }

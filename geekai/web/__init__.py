@@ -1,0 +1,18 @@
+"""The web surface: health probes, the JSON API, the status page and admin login."""
+from __future__ import annotations
+
+from flask_wtf.csrf import CSRFProtect
+
+csrf = CSRFProtect()
+
+
+def init_app(app) -> None:
+    """Register the blueprints and CSRF protection."""
+    from . import api, auth, health, i18n, pages
+
+    csrf.init_app(app)
+    i18n.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)

@@ -1,0 +1,82 @@
+"""The JSON API: bot state, history, login QR and controls (admin only)."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, redirect, request, url_for
+
+from ..bot import runtime as bot_runtime
+from ..db import db
+from ..models import STATE_ROW_ID, BotEvent, BotState
+from .auth import actor, admin_required
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+MAX_PAGE = 200
+
+
+def current_state() -> dict:
+    """The state row as the API shows it."""
+    row = db.session.get(BotState, STATE_ROW_ID)
+    if row is None:
+        return BotState(state="stopped", reason="", detail="", attempt=0).to_dict() | {"since": None}
+    return row.to_dict()
+
+
+@bp.get("/bot")
+@admin_required
+def bot_state():
+    return jsonify(current_state())
+
+
+@bp.get("/bot/events")
+@admin_required
+def bot_events():
+    """Transition history, newest first; `before` (an event id) pages back."""
+    try:
+        limit = min(MAX_PAGE, max(1, int(request.args.get("limit", 50))))
+        before = request.args.get("before", type=int)
+        if "before" in request.args and before is None:
+            raise ValueError
+    except ValueError:
+        return jsonify(error="limit and before must be whole numbers"), 400
+    query = db.select(BotEvent).order_by(BotEvent.id.desc()).limit(limit + 1)
+    if before is not None:
+        query = query.where(BotEvent.id < before)
+    events = db.session.execute(query).scalars().all()
+    page, more = events[:limit], len(events) > limit
+    following = url_for(".bot_events", limit=limit, before=page[-1].id) if more else None
+    return jsonify(events=[event.to_dict() for event in page], next=following)
+
+
+@bp.get("/bot/qr.png")
+@admin_required
+def bot_qr():
+    """The login QR while waiting for a scan; it is a credential, so never cached."""
+    row = db.session.get(BotState, STATE_ROW_ID)
+    if row is None or row.state != "waiting_for_scan" or not row.qr_png:
+        return jsonify(error="no login QR right now", state=row.state if row else "stopped"), 404
+    return Response(row.qr_png, mimetype="image/png", headers={"Cache-Control": "no-store"})
+
+
+def _control(command: str):
+    runtime = bot_runtime.get(current_app)
+    if runtime is None or not runtime.enabled:
+        reason = "the bot is disabled" if runtime else "the bot does not run in this process"
+        return jsonify(error=reason, state=current_state()), 409 if runtime else 503
+    supervisor = runtime.supervisor
+    who = actor()
+    if command in ("login", "start"):
+        if not supervisor.start(actor=who, reason=f"{command} requested by {who}"):
+            return jsonify(error="the bot is already logged in", state=current_state()), 409
+    elif command == "stop":
+        supervisor.stop(actor=who, reason=f"stopped by {who}")
+    elif command == "logout":
+        supervisor.logout(actor=who)
+    if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
+        return redirect(url_for("pages.index"))  # a plain form post from the page, without JS
+    return jsonify(current_state()), 202
+
+
+@bp.post("/bot/<any(login, start, stop, logout):command>")
+@admin_required
+def bot_control(command: str):
+    return _control(command)

@@ -1,0 +1,108 @@
+"""Fixtures: an app per test in its own instance folder, its client, and a running bot."""
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+
+# requests honours HTTP(S)_PROXY even for loopback; the fake WeChat server is on 127.0.0.1.
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+
+from geekai import create_app  # noqa: E402
+from geekai.bot import runtime as bot_runtime  # noqa: E402
+
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+API_TOKEN = "test-token-0123456789"
+ADMIN_PASSWORD = "correct horse battery"
+
+FAST = {
+    "BOT_LOGIN_TIMEOUT": 2,
+    "BOT_RETRY_FIRST_SECONDS": 0.2,
+    "BOT_RETRY_MAX_SECONDS": 1,
+    "BOT_STOP_GRACE_SECONDS": 2,
+}
+
+
+@pytest.fixture
+def make_app(tmp_path, monkeypatch):
+    """Build apps in a private instance folder, with GEEKAI_* from the outer environment removed."""
+    for key in list(os.environ):
+        if key.startswith("GEEKAI_"):
+            monkeypatch.delenv(key)
+
+    def build(**config):
+        settings = {"TESTING": True, "API_TOKEN": API_TOKEN, "ADMIN_PASSWORD": ADMIN_PASSWORD,
+                    "SECRET_KEY": "test-secret-key", "WECHAT_BASE_URL": "http://127.0.0.1:9"}
+        settings.update(FAST)
+        settings.update(config)
+        return create_app(settings, instance_path=str(tmp_path / "instance"))
+
+    return build
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def auth():
+    return {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+@pytest.fixture
+def run_bot():
+    """Start the bot of an app as `python app.py` would (minus the socket); stop it afterwards."""
+    started = []
+
+    def start(app):
+        runtime = bot_runtime.install(app)
+        runtime.replace_previous_state()
+        runtime.start()
+        started.append(runtime)
+        return runtime
+
+    yield start
+    for runtime in started:
+        runtime.shutdown(grace=3)
+
+
+def wait_for(predicate, timeout=10.0, interval=0.02):
+    """Poll until predicate() is truthy; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def bot_state(client, auth):
+    return client.get("/api/bot", headers=auth).get_json()
+
+
+def wait_for_state(client, auth, *states, timeout=10.0):
+    """Wait until the API shows one of `states`; fail with the last state seen."""
+    seen = wait_for(lambda: bot_state(client, auth)["state"] in states and bot_state(client, auth), timeout)
+    assert seen, f"bot never reached {states}; last: {bot_state(client, auth)}"
+    return seen
+
+
+def csrf_token(client, path="/login") -> str:
+    """The CSRF token a browser would find in the page's form."""
+    html = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, f"no CSRF token in {path}"
+    return match.group(1)
+
+
+def sign_in(client, password=ADMIN_PASSWORD):
+    """Log in through the admin form, as a browser does."""
+    return client.post("/login", data={"password": password, "csrf_token": csrf_token(client)})

@@ -1,0 +1,79 @@
+"""Configuration layering and the one-line error for a bad value."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from geekai import create_app
+from geekai.config import ConfigError
+
+from conftest import ROOT_DIR, sign_in
+
+
+def test_defaults_and_test_config(make_app):
+    app = make_app(BOT_QR_MAX_REFRESH=3)
+    assert app.config["BOT_ENABLED"] is True
+    assert app.config["BOT_QR_MAX_REFRESH"] == 3
+    assert app.config["SQLALCHEMY_DATABASE_URI"].endswith("geekai.sqlite")
+
+
+def test_environment_overrides_instance_config(tmp_path, monkeypatch):
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "config.py").write_text("BOT_LOGIN_TIMEOUT = 30\nBOT_RETRY_MAX_SECONDS = 100\n")
+    monkeypatch.setenv("GEEKAI_BOT_LOGIN_TIMEOUT", "45")
+    app = create_app(instance_path=str(instance))
+    assert app.config["BOT_LOGIN_TIMEOUT"] == 45
+    assert app.config["BOT_RETRY_MAX_SECONDS"] == 100
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("BOT_LOGIN_TIMEOUT", "abc", "a number of seconds"),
+    ("BOT_LOGIN_TIMEOUT", -1, "a number of seconds"),
+    ("BOT_ENABLED", "maybe", "true or false"),
+    ("BOT_BACKEND", "telegram", "'wxpy' or 'demo'"),
+    ("WECHAT_BASE_URL", "login.weixin.qq.com", "an http(s) URL"),
+    ("BOT_QR_MAX_REFRESH", 2.5, "a whole number"),
+    ("METRICS", "public", "'open', 'token' or 'off'"),
+    ("API_TOKEN", "short", "at least 8 characters"),
+])
+def test_bad_value_names_the_key(make_app, key, value, expected):
+    with pytest.raises(ConfigError) as info:
+        make_app(**{key: value})
+    assert info.value.key == key
+    assert key in str(info.value) and expected in str(info.value)
+
+
+def test_bad_value_stops_start_up_with_one_line(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "GEEKAI_BOT_RETRY_MAX_SECONDS": "soon", "NO_PROXY": "*"}
+    result = subprocess.run([sys.executable, "app.py", "--instance", str(tmp_path / "i"), "--port", "0"],
+                            cwd=ROOT_DIR, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["geekai: config error: BOT_RETRY_MAX_SECONDS must be a number of seconds >= 0.1 (got 'soon')"]
+
+
+def test_bad_port_flag_is_refused(tmp_path):
+    result = subprocess.run([sys.executable, "app.py", "--port", "http"], cwd=ROOT_DIR,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "--port" in result.stderr and "invalid int value" in result.stderr
+
+
+def test_secrets_are_generated_once_and_private(tmp_path, capfd):
+    instance = tmp_path / "instance"
+    first = create_app(instance_path=str(instance))
+    printed = capfd.readouterr().err
+    assert "generated admin password" in printed
+    second = create_app(instance_path=str(instance))
+    assert "generated admin password" not in capfd.readouterr().err
+    assert first.config["API_TOKEN"] == second.config["API_TOKEN"]
+    assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
+    assert (instance / "secrets.json").stat().st_mode & 0o777 == 0o600
+    assert (instance / "geekai.sqlite").stat().st_mode & 0o777 == 0o600
+    password = printed.split("generated admin password: ")[1].split()[0]
+    client = second.test_client()
+    assert sign_in(client, password).status_code == 302
+    assert client.get("/api/bot").status_code == 200
