@@ -106,3 +106,29 @@ def csrf_token(client, path="/login") -> str:
 def sign_in(client, password=ADMIN_PASSWORD):
     """Log in through the admin form, as a browser does."""
     return client.post("/login", data={"password": password, "csrf_token": csrf_token(client)})
+
+
+@pytest.fixture
+def emulator():
+    """The fake web-WeChat server, with short long-polls so tests take seconds."""
+    from geekai.bot.emulator import WeChatEmulator
+
+    emu = WeChatEmulator(login_poll_hold=0.2, synccheck_hold=0.2).start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def bot_app(make_app, emulator):
+    """An app whose bot talks to the emulator."""
+    return make_app(WECHAT_BASE_URL=emulator.base_url)
+
+
+def log_in_by_scan(client, auth, emulator):
+    """Fetch the QR as the admin, scan and confirm it on the 'phone', wait for logged_in."""
+    wait_for_state(client, auth, "waiting_for_scan")
+    assert client.get("/api/bot/qr.png", headers=auth).data.startswith(b"\x89PNG")
+    emulator.scan()
+    wait_for_state(client, auth, "waiting_for_confirm")
+    emulator.confirm()
+    return wait_for_state(client, auth, "logged_in")

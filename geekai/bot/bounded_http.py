@@ -40,7 +40,17 @@ class AttemptContext:
         self.last_sync_ok: float | None = None
         self.last_sync_problem = ""
         self.session_ended = False
+        self.http: requests.Session | None = None
+        self.closed = False
+        self._sync_lock = threading.Lock()
         self.extend()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Refuse every further request, after any webwxsync in flight (it carries messages) ends."""
+        acquired = self._sync_lock.acquire(timeout=timeout)
+        self.closed = True
+        if acquired:
+            self._sync_lock.release()
 
     def extend(self) -> None:
         """Restart the deadline: WeChat answered, so the next wait may take the full timeout."""
@@ -51,7 +61,7 @@ class AttemptContext:
 
     def check(self) -> None:
         """Raise if a stop was asked or the deadline has passed."""
-        if self.cancel.is_set():
+        if self.cancel.is_set() or self.closed:
             raise StopRequested("stop requested")
         if self.remaining() <= 0:
             raise WeChatTimeout(f"WeChat did not answer within {self.timeout:g} s")
@@ -59,6 +69,8 @@ class AttemptContext:
     def request_timeout(self, given):
         """The timeout for one request: the time left before the deadline while logging in."""
         if self.online:
+            if self.closed:
+                raise StopRequested("session closed")
             return given or ONLINE_TIMEOUT
         self.check()
         left = self.remaining()
@@ -81,14 +93,27 @@ def probe(base_url: str, ctx: AttemptContext) -> None:
 
 def bound_session(session: requests.Session, ctx: AttemptContext) -> None:
     """Give every request of this session the attempt's deadline; never retry a read timeout."""
+    ctx.http = session
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
+    wrap_requests(session, ctx)
+
+
+def wrap_requests(session: requests.Session, ctx: AttemptContext) -> None:
+    """Wrap the session's current request method (wxpy replaces it once the login is done)."""
     original = session.request
 
     def request(method, url, **kwargs):
-        kwargs["timeout"] = ctx.request_timeout(kwargs.get("timeout"))
         path = urlsplit(url).path
+        if path.endswith("/webwxsync"):
+            # Fetching messages moves WeChat's sync key on: never start one on a closed session.
+            with ctx._sync_lock:
+                return send(method, url, path, kwargs)
+        return send(method, url, path, kwargs)
+
+    def send(method, url, path, kwargs):
+        kwargs["timeout"] = ctx.request_timeout(kwargs.get("timeout"))
         try:
             response = original(method, url, **kwargs)
         except requests.RequestException as exc:

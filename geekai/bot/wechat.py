@@ -11,6 +11,8 @@ import html
 import io
 import logging
 import os
+import pickle
+import queue
 import shutil
 import stat
 import threading
@@ -43,7 +45,7 @@ def _import_wxpy():
 
 
 def _install_patches(itchat, wxpy) -> None:
-    """Patch the module-level defects once per process."""
+    """Patch the module-level defects once per process; outside an attempt wxpy behaves as shipped."""
     global _patched
     with _patch_lock:
         if _patched:
@@ -51,11 +53,22 @@ def _install_patches(itchat, wxpy) -> None:
         # Python >= 3.9 removed HTMLParser().unescape: without this every 1:1 message is lost.
         itchat.utils.htmlParser.unescape = html.unescape
         itchat.set_logging(showOnCmd=False)
-        # The adapter probes WeChat itself, bounded; itchat's probe would sys.exit() instead.
-        itchat.components.register.test_connect = lambda retryTime=5: True
-        itchat.utils.test_connect = itchat.components.register.test_connect
-        # wxpy mounts a 30-retry adapter on each new session; bound the session instead.
-        wxpy.api.bot.enhance_connection = lambda session, **_: bounded_http.bound_session(session, _local.ctx)
+        shipped_probe = itchat.components.register.test_connect
+        shipped_enhance = wxpy.api.bot.enhance_connection
+
+        def test_connect(retryTime=5):
+            # Our attempt has probed WeChat already, bounded; itchat's probe would sys.exit().
+            return True if getattr(_local, "ctx", None) else shipped_probe(retryTime)
+
+        def enhance_connection(session, **kwargs):
+            # wxpy mounts a 30-retry adapter on each new session; bound the session instead.
+            ctx = getattr(_local, "ctx", None)
+            if ctx is None:
+                return shipped_enhance(session, **kwargs)
+            return bounded_http.bound_session(session, ctx)
+
+        itchat.components.register.test_connect = test_connect
+        wxpy.api.bot.enhance_connection = enhance_connection
         _patched = True
 
 
@@ -117,14 +130,44 @@ def prepare_cache(path: str) -> None:
         return
     unsafe = (not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid()
               or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
-    if unsafe:
-        # Unpickling a file others can write would run their code in this process.
-        aside = f"{path}.unsafe-{int(time.time())}"
+    # Unpickling a file others can write would run their code in this process; a file that
+    # is not an itchat session would make itchat fail on every attempt instead of asking a QR.
+    problem = "not private" if unsafe else cache_problem(path)
+    if problem:
+        aside = f"{path}.{problem.split()[0]}-{int(time.time())}"
         shutil.move(path, aside)
-        logger.warning("session cache %s was not private; moved to %s, a QR login follows", path, aside)
+        logger.warning("session cache %s is %s; moved to %s, a QR login follows", path, problem, aside)
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     else:
         os.chmod(path, 0o600)
+
+
+class _SessionUnpickler(pickle.Unpickler):
+    """Loads only what itchat pickles: plain data and itchat's own storage classes."""
+
+    def find_class(self, module, name):
+        if module.split(".")[0] == "itchat" or (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a session cache")
+
+
+_SAFE_GLOBALS = {("builtins", "dict"), ("builtins", "list"), ("builtins", "set"),
+                 ("collections", "OrderedDict"), ("copy_reg", "_reconstructor"),
+                 ("copyreg", "_reconstructor"), ("builtins", "object")}
+
+
+def cache_problem(path: str) -> str:
+    """Why the session cache cannot be used, or "" when it looks like an itchat session."""
+    if os.path.getsize(path) == 0:
+        return ""
+    try:
+        with open(path, "rb") as handle:
+            status = _SessionUnpickler(handle).load()
+    except Exception as exc:
+        return f"unreadable ({type(exc).__name__}: {exc})"
+    if not isinstance(status, dict) or not {"version", "loginInfo", "cookies", "storage"} <= set(status):
+        return "unreadable (not an itchat session)"
+    return ""
 
 
 class QrWatcher:
@@ -151,7 +194,7 @@ class QrWatcher:
                 self.scanned = True
                 self.listener.qr_scanned(push=(status == "408"))
         elif status not in ("200", "408"):
-            self.scanned = False
+            self._dead(qrcode)
         self._pace()
 
     def _new_qr(self, png: bytes) -> None:
@@ -161,6 +204,16 @@ class QrWatcher:
         self.qr_count += 1
         self.scanned = False
         self.listener.qr_ready(png, expiries)
+
+    def _dead(self, qrcode: bytes) -> None:
+        """The QR or push request died; a new one follows."""
+        self.scanned = False
+        if not qrcode and self.ctx.http is not None:
+            # An unanswered push login: itchat would push again for ever (it keys on the
+            # wxuin cookie) and never show a QR. Without the cookie it fetches a QR.
+            jar = self.ctx.http.cookies
+            for cookie in [c for c in jar if c.name == "wxuin"]:
+                jar.clear(cookie.domain, cookie.path, cookie.name)
 
     def _pace(self) -> None:
         wait = MIN_POLL_INTERVAL - (time.monotonic() - self.last_poll)
@@ -179,6 +232,7 @@ class WxpySession:
         self.bot = None
         self.account = ""
         self._itchat = None
+        self.inbox: DeliveryQueue | None = None
         self._closing = False
         self._lock = threading.Lock()
 
@@ -194,6 +248,8 @@ class WxpySession:
                 return
             self._closing = True
         reason = self.ctx.last_sync_problem or "WeChat session ended"
+        if self.inbox is not None:
+            self.inbox.close()
         self.release()
         self.listener.logged_out(reason, session_ended=self.ctx.session_ended)
 
@@ -201,7 +257,11 @@ class WxpySession:
         """Take over a Bot that has just logged in and start delivering its messages."""
         self.bot, self._itchat = bot, itchat
         self.account = bot.self.name
+        # wxpy's own wrapper, installed after login, calls requests.Session.request directly,
+        # past ours: wrap again so heartbeats, timeouts and logout reasons are seen while online.
+        bounded_http.wrap_requests(bot.core.s, self.ctx)
         bot.register(except_self=False, run_async=False)(self._deliver)
+        self.inbox = DeliveryQueue.replace(bot)
         bot.start_delivering()
 
     @property
@@ -220,6 +280,8 @@ class WxpySession:
         """Go offline without logging out, keeping the cache so the next start needs no scan."""
         if not self._begin_close():
             return
+        self.ctx.close()
+        self.inbox.close()
         try:
             self.bot.dump_login_status(self.cache_path)
             os.chmod(self.cache_path, 0o600)
@@ -232,6 +294,7 @@ class WxpySession:
         """Log out at WeChat and forget the cache."""
         if not self._begin_close():
             return
+        self.inbox.close()
         try:
             self.bot.logout()
         except Exception:
@@ -268,6 +331,57 @@ class WxpySession:
             logger.exception("could not read an incoming message; raw: %r", getattr(msg, "raw", None))
             return
         self.listener.message(message)
+
+
+class DeliveryQueue(queue.Queue):
+    """itchat's message queue, made unable to lose a message once the bot goes offline.
+
+    Until close() it is the queue wxpy's listener reads. After it, anything already queued or
+    still arriving from itchat's receiving thread is delivered at once by the caller's thread.
+    """
+
+    def __init__(self, bot):
+        super().__init__()
+        self.bot = bot
+        self.closed = False
+
+    @classmethod
+    def replace(cls, bot) -> "DeliveryQueue":
+        inbox = cls(bot)
+        old, bot.core.msgList = bot.core.msgList, inbox
+        while not old.empty():
+            inbox.put(old.get_nowait())
+        return inbox
+
+    def put(self, item, block=True, timeout=None):
+        if self.closed:
+            self._deliver(item)
+        else:
+            super().put(item, block, timeout)
+
+    def close(self) -> None:
+        """Stop wxpy's listener, then deliver what is left, in order, from this thread."""
+        self.closed = True
+        self.bot.is_listening = False
+        thread = self.bot.listening_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2)
+        while True:
+            try:
+                self._deliver(self.get_nowait())
+            except queue.Empty:
+                return
+
+    def _deliver(self, raw) -> None:
+        from wxpy.api.messages import Message
+
+        try:
+            message = Message(raw, self.bot)
+            config = self.bot.registered.get_config(message)
+            if config:
+                config.func(message)
+        except Exception:
+            logger.exception("could not deliver a message received while going offline: %r", raw)
 
 
 def to_incoming(msg) -> IncomingMessage:

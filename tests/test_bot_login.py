@@ -1,0 +1,236 @@
+"""The real wxpy through the app against the fake web-WeChat server: login, messages, logout."""
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from geekai.bot import runtime as bot_runtime
+
+from conftest import log_in_by_scan, wait_for, wait_for_state
+
+
+def history(client, auth):
+    return client.get("/api/bot/events?limit=200", headers=auth).get_json()["events"]
+
+
+def test_qr_scan_confirm_logs_in_with_account_name(bot_app, run_bot, auth, emulator):
+    client = bot_app.test_client()
+    run_bot(bot_app)
+    state = wait_for_state(client, auth, "waiting_for_scan")
+    assert state["qr_expires_at"] is not None
+    qr = client.get("/api/bot/qr.png", headers=auth)
+    assert qr.mimetype == "image/png" and qr.headers["Cache-Control"] == "no-store"
+    emulator.scan()
+    wait_for_state(client, auth, "waiting_for_confirm")
+    assert client.get("/api/bot/qr.png", headers=auth).status_code == 404
+    emulator.confirm()
+    state = wait_for_state(client, auth, "logged_in")
+    assert state["account"] == emulator.nickname == "GeekAI测试号"
+    assert state["reason"] == "logged in as GeekAI测试号"
+    transitions = [(e["from"], e["to"]) for e in reversed(history(client, auth))]
+    assert transitions[-4:] == [("stopped", "starting"), ("starting", "waiting_for_scan"),
+                                ("waiting_for_scan", "waiting_for_confirm"), ("waiting_for_confirm", "logged_in")]
+    cache = os.path.join(bot_app.instance_path, "wxpy-session.pkl")
+    assert os.stat(cache).st_mode & 0o777 == 0o600 and os.path.getsize(cache) > 0
+
+
+def test_qr_expiry_refreshes_then_cap_needs_login(make_app, run_bot, auth, emulator):
+    app = make_app(WECHAT_BASE_URL=emulator.base_url, BOT_QR_MAX_REFRESH=2)
+    client = app.test_client()
+    run_bot(app)
+    expected = ["scan the QR with WeChat", "QR expired; new QR (refresh 1)", "QR expired; new QR (refresh 2)"]
+    for reason in expected:
+        assert wait_for(lambda: client.get("/api/bot", headers=auth).get_json()["reason"] == reason), reason
+        assert emulator.expire_qr()
+    state = wait_for_state(client, auth, "needs_login")
+    assert "expired 3 times" in state["reason"]
+    reasons = [e["reason"] for e in history(client, auth) if e["to"] == "waiting_for_scan"]
+    assert any("refresh 2" in r for r in reasons)
+    # A person asks for a new QR: the count starts over.
+    assert client.post("/api/bot/login", headers=auth).status_code == 202
+    wait_for_state(client, auth, "waiting_for_scan")
+
+
+def test_one_to_one_text_reaches_handler_and_reply_is_sent(bot_app, run_bot, auth, emulator):
+    client = bot_app.test_client()
+    runtime = run_bot(bot_app)
+    received = []
+
+    def echo(message):
+        received.append(message)
+        message.reply(f"echo: {message.text}")
+
+    runtime.supervisor.handlers.append(echo)
+    log_in_by_scan(client, auth, emulator)
+    emulator.send_text("1 < 2 & 3 > 2", from_user="张三")
+    assert wait_for(lambda: received, timeout=5), "the 1:1 text was lost"
+    assert received[0].text == "1 < 2 & 3 > 2" and received[0].type == "Text"
+    assert received[0].sender_name == "张三"
+    assert wait_for(lambda: emulator.sent, timeout=5)
+    assert emulator.sent[0]["Msg"]["Content"] == "echo: 1 < 2 & 3 > 2"
+
+
+def test_failing_handler_does_not_stop_delivery(bot_app, run_bot, auth, emulator):
+    client = bot_app.test_client()
+    runtime = run_bot(bot_app)
+    received = []
+    runtime.supervisor.handlers[:] = [lambda m: 1 / 0, received.append]
+    log_in_by_scan(client, auth, emulator)
+    for n in range(3):
+        emulator.send_text(f"message {n}")
+    assert wait_for(lambda: len(received) == 3, timeout=5)
+    assert [m.text for m in received] == ["message 0", "message 1", "message 2"]
+
+
+def test_logout_from_phone_is_recorded_then_fresh_qr(bot_app, run_bot, auth, emulator):
+    client = bot_app.test_client()
+    run_bot(bot_app)
+    log_in_by_scan(client, auth, emulator)
+    emulator.logout()
+    wait_for_state(client, auth, "waiting_for_scan", timeout=10)
+    left = next(e for e in history(client, auth) if e["from"] == "logged_in")
+    assert "retcode 1101" in left["reason"]
+    assert client.get("/healthz").status_code == 200
+
+
+def test_restart_with_valid_cache_logs_in_without_scan(bot_app, make_app, auth, emulator):
+    client = bot_app.test_client()
+    first = bot_runtime.install(bot_app)
+    first.replace_previous_state()
+    first.start()
+    log_in_by_scan(client, auth, emulator)
+    assert first.shutdown(grace=3)
+    assert client.get("/api/bot", headers=auth).get_json()["state"] == "stopped"
+    qr_fetches = emulator.request_counts["/jslogin"]
+
+    again = make_app(WECHAT_BASE_URL=emulator.base_url)
+    second = bot_runtime.install(again)
+    second.replace_previous_state()
+    second.start()
+    try:
+        state = wait_for_state(again.test_client(), auth, "logged_in")
+        assert state["account"] == "GeekAI测试号"
+        assert emulator.request_counts["/jslogin"] == qr_fetches, "a QR was fetched for a hot login"
+        kinds = [e["to"] for e in history(again.test_client(), auth)]
+        assert "waiting_for_scan" not in kinds[: kinds.index("logged_in")]
+    finally:
+        second.shutdown(grace=3)
+
+
+def test_messages_during_downtime_arrive_after_hot_login(bot_app, make_app, auth, emulator):
+    client = bot_app.test_client()
+    first = bot_runtime.install(bot_app)
+    first.replace_previous_state()
+    first.start()
+    log_in_by_scan(client, auth, emulator)
+    first.shutdown(grace=3)
+    emulator.send_text("sent while the service was down")
+    again = make_app(WECHAT_BASE_URL=emulator.base_url)
+    second = bot_runtime.install(again)
+    received = []
+    second.supervisor.handlers.append(received.append)
+    second.replace_previous_state()
+    second.start()
+    try:
+        assert wait_for(lambda: received, timeout=5), "a message fetched by the hot login was dropped"
+        assert received[0].text == "sent while the service was down"
+    finally:
+        second.shutdown(grace=3)
+
+
+def test_rejected_cache_falls_back_to_qr(bot_app, make_app, auth, emulator):
+    client = bot_app.test_client()
+    first = bot_runtime.install(bot_app)
+    first.replace_previous_state()
+    first.start()
+    log_in_by_scan(client, auth, emulator)
+    first.shutdown(grace=3)
+    emulator.logout()  # the cached session is now dead at the server
+    again = make_app(WECHAT_BASE_URL=emulator.base_url)
+    second = bot_runtime.install(again)
+    second.replace_previous_state()
+    second.start()
+    try:
+        wait_for_state(again.test_client(), auth, "waiting_for_scan")
+    finally:
+        second.shutdown(grace=3)
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x80\x03garbage-not-a-pickle", b"cos\nsystem\n(S'true'\ntR."])
+def test_unreadable_cache_falls_back_to_qr(bot_app, run_bot, auth, emulator, garbage):
+    cache = os.path.join(bot_app.instance_path, "wxpy-session.pkl")
+    with open(cache, "wb") as handle:
+        handle.write(garbage)
+    os.chmod(cache, 0o600)
+    run_bot(bot_app)
+    wait_for_state(bot_app.test_client(), auth, "waiting_for_scan")
+
+
+def test_cache_writable_by_others_is_not_loaded(bot_app, run_bot, auth, emulator, tmp_path):
+    cache = os.path.join(bot_app.instance_path, "wxpy-session.pkl")
+    marker = tmp_path / "pwned"
+    with open(cache, "wb") as handle:
+        handle.write(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    os.chmod(cache, 0o666)
+    run_bot(bot_app)
+    wait_for_state(bot_app.test_client(), auth, "waiting_for_scan")
+    assert not marker.exists()
+    assert os.stat(cache).st_mode & 0o777 == 0o600
+
+
+def test_admin_logout_forgets_session_and_waits(bot_app, run_bot, auth, emulator):
+    client = bot_app.test_client()
+    run_bot(bot_app)
+    log_in_by_scan(client, auth, emulator)
+    response = client.post("/api/bot/logout", headers=auth)
+    assert response.status_code == 202 and response.get_json()["state"] == "needs_login"
+    assert not os.path.exists(os.path.join(bot_app.instance_path, "wxpy-session.pkl"))
+    assert wait_for(lambda: emulator.session is None or not emulator.session.valid)
+    last = history(client, auth)[0]
+    assert (last["to"], last["actor"]) == ("needs_login", "api token")
+
+
+def test_login_while_logged_in_is_refused(bot_app, run_bot, auth, emulator):
+    client = bot_app.test_client()
+    run_bot(bot_app)
+    log_in_by_scan(client, auth, emulator)
+    assert client.post("/api/bot/login", headers=auth).status_code == 409
+
+
+def test_stop_while_waiting_for_scan_ends_the_attempt(bot_app, run_bot, auth, emulator):
+    client = bot_app.test_client()
+    runtime = run_bot(bot_app)
+    wait_for_state(client, auth, "waiting_for_scan")
+    assert client.post("/api/bot/stop", headers=auth).get_json()["state"] == "stopped"
+    assert runtime.supervisor.join(timeout=2), "the login attempt kept running after stop"
+    polls = emulator.request_counts["/cgi-bin/mmwebwx-bin/login"]
+    assert not wait_for(lambda: emulator.request_counts["/cgi-bin/mmwebwx-bin/login"] > polls + 1, timeout=1)
+    assert client.post("/api/bot/start", headers=auth).status_code == 202
+    wait_for_state(client, auth, "waiting_for_scan")
+
+
+def test_push_login_confirmed_on_phone(make_app, run_bot, auth):
+    from geekai.bot.emulator import WeChatEmulator
+
+    with WeChatEmulator(login_poll_hold=0.2, synccheck_hold=0.2, push_login=True).start() as emu:
+        app = make_app(WECHAT_BASE_URL=emu.base_url)
+        client = app.test_client()
+        first = bot_runtime.install(app)
+        first.replace_previous_state()
+        first.start()
+        log_in_by_scan(client, {"Authorization": "Bearer test-token-0123456789"}, emu)
+        first.shutdown(grace=3)
+        emu.logout()
+        again = make_app(WECHAT_BASE_URL=emu.base_url)
+        second = bot_runtime.install(again)
+        second.replace_previous_state()
+        second.start()
+        try:
+            state = wait_for_state(again.test_client(), auth, "waiting_for_confirm")
+            assert "phone" in state["reason"]
+            emu.expire_qr()  # nobody confirmed the push: a QR must follow, not another push
+            wait_for_state(again.test_client(), auth, "waiting_for_scan")
+        finally:
+            second.shutdown(grace=3)
