@@ -7,6 +7,7 @@ import os
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from .. import jobs
 from . import states
 from .store import StateStore
 from .supervisor import BotSupervisor
@@ -28,6 +29,7 @@ class BotRuntime:
             timezone="UTC",
         )
         self.supervisor = BotSupervisor(make_backend(app), self.store, self.scheduler, app.config)
+        self.supervisor.handlers.extend(jobs.message_handlers(app))
         self.enabled = app.config["BOT_ENABLED"]
 
     def replace_previous_state(self) -> None:
@@ -40,6 +42,9 @@ class BotRuntime:
     def start(self) -> None:
         """Start the scheduler; its first job starts the bot."""
         self.scheduler.start()
+        for job in jobs.jobs(self.app):
+            self.scheduler.add_job(job.func, "interval", seconds=job.seconds, id=job.id, args=[self.app],
+                                   max_instances=1, coalesce=True)
         if self.enabled:
             self.scheduler.add_job(self.supervisor.start, id="bot-start", kwargs={"reason": "service started"})
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 from ..db import db, utcnow
 from ..models import STATE_ROW_ID, BotEvent, BotState
@@ -11,6 +12,30 @@ logger = logging.getLogger(__name__)
 
 # Fields of the state row that describe one state only and are cleared on each transition.
 _PER_STATE_FIELDS = ("detail", "next_retry_at", "qr_expires_at", "qr_png")
+
+
+class ChangeSignal:
+    """Wakes readers (the live page's event stream) when the state row changes."""
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self.version = 0
+
+    def notify(self) -> None:
+        with self._condition:
+            self.version += 1
+            self._condition.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> int:
+        """Block until the version moves past `seen` or `timeout` passes; return the version."""
+        with self._condition:
+            self._condition.wait_for(lambda: self.version != seen, timeout)
+            return self.version
+
+
+def change_signal(app) -> ChangeSignal:
+    """The app's signal, shared by the bot thread that writes and the views that read."""
+    return app.extensions.setdefault("geekai.state_changed", ChangeSignal())
 
 
 class StateStore:
@@ -58,6 +83,7 @@ class StateStore:
                 if event is not None:
                     db.session.add(event)
                 db.session.commit()
+            change_signal(self.app).notify()
             return True
         except Exception:
             logger.exception("could not record bot state %s", state)

@@ -1,0 +1,24 @@
+# Two commands on a fresh machine with python3 and make:  make run  |  make test
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run demo test bench clean
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+run: $(STAMP)  ## set up and start the service on http://127.0.0.1:5000
+	$(BIN)/python app.py
+
+demo: $(STAMP)  ## the same, with the bot logging in to the built-in WeChat emulator
+	$(BIN)/python app.py --demo
+
+test: $(STAMP)  ## set up and run the tests
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,38 @@
+"""What other modules hand to the serving process: periodic jobs and message handlers.
+
+Modules register here from their init_app; the bot runtime of a serving process schedules the
+jobs and passes the handlers to the supervisor. Nothing runs in an app that only answers tests
+or CLI commands unless its runtime is started.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+JOBS = "geekai.jobs"
+HANDLERS = "geekai.message_handlers"
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    id: str
+    func: Callable          # called as func(app), with no app context pushed
+    seconds: float
+
+
+def register_job(app, job_id: str, func: Callable, seconds: float) -> None:
+    """Run func(app) every `seconds` in a serving process."""
+    app.extensions.setdefault(JOBS, []).append(PeriodicJob(job_id, func, seconds))
+
+
+def register_message_handler(app, handler: Callable) -> None:
+    """Call handler(IncomingMessage) for every message the bot receives, in order."""
+    app.extensions.setdefault(HANDLERS, []).append(handler)
+
+
+def jobs(app) -> list[PeriodicJob]:
+    return list(app.extensions.get(JOBS, []))
+
+
+def message_handlers(app) -> list[Callable]:
+    return list(app.extensions.get(HANDLERS, []))
