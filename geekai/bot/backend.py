@@ -35,6 +35,7 @@ class BotSession(Protocol):
     account: str
 
     def last_heartbeat(self) -> float | None: ...
+    def problem(self, silence: float) -> str: ...   # "" while alive; why it is dead otherwise
     def stop(self) -> None: ...      # go offline, keep the session cache for a hot login
     def logout(self) -> None: ...    # log out at WeChat and forget the cache
 

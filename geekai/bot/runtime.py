@@ -47,6 +47,9 @@ class BotRuntime:
                                    max_instances=1, coalesce=True)
         if self.enabled:
             self.scheduler.add_job(self.supervisor.start, id="bot-start", kwargs={"reason": "service started"})
+            silence = self.app.config["WATCHDOG_SECONDS"]
+            self.scheduler.add_job(self.supervisor.check_alive, "interval", seconds=max(0.2, min(5, silence / 4)),
+                                   args=[silence], id="bot-watchdog", max_instances=1, coalesce=True)
 
     def shutdown(self, grace: float) -> bool:
         """Stop the bot and the scheduler; True when no attempt is still in flight after `grace`."""

@@ -44,6 +44,7 @@ class BotSupervisor:
         self.failures = 0
         self.generation = 0
         self.handlers: list = []
+        self.stats = {"messages_in": 0, "messages_out": 0, "watchdog_restarts": 0}
         self._cancel = threading.Event()
         self._job_id = ""
         self._thread: threading.Thread | None = None
@@ -77,6 +78,26 @@ class BotSupervisor:
                 session.logout()
             self.backend.forget()
             self._go(states.NEEDS_LOGIN, "logged out by admin", actor=actor)
+
+    def last_heartbeat(self) -> float | None:
+        """time.monotonic() of the last good sync with WeChat, or None when not online."""
+        session = self.session
+        return session.last_heartbeat() if session is not None else None
+
+    def check_alive(self, silence: float) -> str:
+        """Watchdog: restart a bot that claims logged_in but stopped syncing; return what was found."""
+        with self._lock:
+            session = self.session
+            if self.state != states.LOGGED_IN or session is None:
+                return ""
+            problem = session.problem(silence)
+            if not problem:
+                return ""
+            self.session = None
+            self.stats["watchdog_restarts"] += 1
+            self._after_failure(errors.TRANSIENT, f"watchdog: {problem}", actor="watchdog")
+        session.stop()
+        return problem
 
     def join(self, timeout: float) -> bool:
         """Wait for the attempt thread to end; True if none is left running."""
@@ -125,23 +146,23 @@ class BotSupervisor:
                 return
             self._after_failure(kind, reason, detail)
 
-    def _after_failure(self, kind: str, reason: str, detail: str = "") -> None:
+    def _after_failure(self, kind: str, reason: str, detail: str = "", actor: str = "bot") -> None:
         logger.warning("bot attempt failed (%s): %s", kind, reason)
         if kind == errors.NEEDS_PERSON:
-            self._go(states.NEEDS_LOGIN, reason, detail=detail)
+            self._go(states.NEEDS_LOGIN, reason, detail=detail, actor=actor)
         elif kind == errors.PERMANENT:
-            self._go(states.ERROR, reason, detail=detail)
+            self._go(states.ERROR, reason, detail=detail, actor=actor)
         elif kind == errors.SESSION_LOST and self.failures == 0:
             # A logout or a rejected session asks for a fresh QR at once, but only once in a row.
             self.failures += 1
             self.generation += 1
-            self._go(states.STARTING, reason, detail=detail)
+            self._go(states.STARTING, reason, detail=detail, actor=actor)
             self._schedule(0)
         else:
             self.failures += 1
             self.generation += 1
             delay = backoff_delay(self.failures, self.retry_first, self.retry_max, self.rng)
-            self._go(states.RETRYING, reason, detail=detail, attempt=self.failures,
+            self._go(states.RETRYING, reason, detail=detail, actor=actor, attempt=self.failures,
                      next_retry_at=utcnow() + timedelta(seconds=delay))
             self._schedule(delay)
 
@@ -168,11 +189,21 @@ class BotSupervisor:
             self._after_failure(kind, reason)
 
     def _message(self, generation: int, message: IncomingMessage) -> None:
+        self.stats["messages_in"] += 1
+        if message.reply is not None:
+            message.reply = self._counted(message.reply)
         for handler in list(self.handlers):
             try:
                 handler(message)
             except Exception:
                 logger.exception("message handler %r failed on message %s", handler, message.id)
+
+    def _counted(self, send):
+        def reply(text):
+            result = send(text)
+            self.stats["messages_out"] += 1
+            return result
+        return reply
 
     # -- helpers ---------------------------------------------------------------------------
     def _end_current(self) -> None:

@@ -276,6 +276,17 @@ class WxpySession:
     def last_heartbeat(self) -> float | None:
         return self.ctx.last_sync_ok
 
+    def problem(self, silence: float) -> str:
+        """Why this session is dead though no logout was reported, or "" when it is alive."""
+        listener = self.bot.listening_thread if self.bot else None
+        if listener is not None and not listener.is_alive() and not self._closing:
+            return "the message listener thread died"
+        last = self.ctx.last_sync_ok
+        if last is None or time.monotonic() - last > silence:
+            quiet = "never" if last is None else f"{time.monotonic() - last:.0f} s"
+            return f"no sync with WeChat for {quiet} (limit {silence:g} s)"
+        return ""
+
     def stop(self) -> None:
         """Go offline without logging out, keeping the cache so the next start needs no scan."""
         if not self._begin_close():

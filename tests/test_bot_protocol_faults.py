@@ -1,0 +1,153 @@
+"""Every wait on WeChat is bounded and every bad answer classified, at each step of the login."""
+from __future__ import annotations
+
+import os
+import threading
+from datetime import datetime
+
+import pytest
+
+from conftest import wait_for, wait_for_state
+
+BEFORE_SCAN = ["/jslogin", "/cgi-bin/mmwebwx-bin/login"]
+AFTER_CONFIRM = ["webwxnewloginpage", "webwxinit", "webwxstatusnotify", "webwxgetcontact"]
+
+
+def history(client, auth):
+    return client.get("/api/bot/events?limit=200", headers=auth).get_json()["events"]
+
+
+def seconds_between(earlier, later):
+    parse = lambda e: datetime.fromisoformat(e["at"][:-1])  # noqa: E731
+    return (parse(later) - parse(earlier)).total_seconds()
+
+
+def drive_to(step, client, auth, emulator):
+    """Bring the login up to the step where the fault is set."""
+    if step in AFTER_CONFIRM:
+        wait_for_state(client, auth, "waiting_for_scan")
+        emulator.scan()
+        wait_for_state(client, auth, "waiting_for_confirm")
+        emulator.set_fault("hang", {step})
+        emulator.confirm()
+    else:
+        emulator.set_fault("hang", {step})
+
+
+@pytest.mark.parametrize("step", BEFORE_SCAN + AFTER_CONFIRM)
+def test_hang_at_each_step_ends_at_login_timeout(make_app, run_bot, auth, emulator, step):
+    app = make_app(WECHAT_BASE_URL=emulator.base_url, BOT_LOGIN_TIMEOUT=1, BOT_RETRY_FIRST_SECONDS=30)
+    client = app.test_client()
+    run_bot(app)
+    drive_to(step, client, auth, emulator)
+    state = wait_for_state(client, auth, "retrying", timeout=8)
+    assert "did not answer" in state["reason"], state["reason"]
+    events = history(client, auth)
+    failed = events[0]
+    previous = events[1]
+    # The attempt ended about one BOT_LOGIN_TIMEOUT after the last answer from WeChat.
+    assert seconds_between(previous, failed) < 3
+    assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("mode, step, expected", [
+    ("5xx", "/jslogin", "HTTP 503"),
+    ("garbage", "/jslogin", "unexpected answer"),
+    ("drop", "/jslogin", "lost the connection"),
+    ("garbage", "/cgi-bin/mmwebwx-bin/login", "unexpected answer"),
+    ("5xx", "/cgi-bin/mmwebwx-bin/login", "HTTP 503"),
+])
+def test_bad_answers_before_scan_are_transient(make_app, run_bot, auth, emulator, mode, step, expected):
+    emulator.set_fault(mode, {step})
+    app = make_app(WECHAT_BASE_URL=emulator.base_url, BOT_RETRY_FIRST_SECONDS=30)
+    client = app.test_client()
+    run_bot(app)
+    state = wait_for_state(client, auth, "retrying")
+    assert expected in state["reason"], state["reason"]
+    assert state["next_retry_at"] and state["attempt"] == 1
+
+
+@pytest.mark.parametrize("mode, step", [("5xx", "webwxinit"), ("garbage", "webwxinit"),
+                                        ("drop", "webwxstatusnotify"), ("garbage", "webwxnewloginpage")])
+def test_bad_answers_after_confirm_are_transient(make_app, run_bot, auth, emulator, mode, step):
+    app = make_app(WECHAT_BASE_URL=emulator.base_url, BOT_RETRY_FIRST_SECONDS=30)
+    client = app.test_client()
+    run_bot(app)
+    wait_for_state(client, auth, "waiting_for_scan")
+    emulator.scan()
+    wait_for_state(client, auth, "waiting_for_confirm")
+    emulator.set_fault(mode, {step})
+    emulator.confirm()
+    state = wait_for_state(client, auth, "retrying")
+    assert state["reason"]
+
+
+def test_retry_recovers_when_wechat_comes_back(make_app, run_bot, auth, emulator):
+    emulator.set_fault("5xx", {"/jslogin"})
+    app = make_app(WECHAT_BASE_URL=emulator.base_url, BOT_RETRY_FIRST_SECONDS=0.3)
+    client = app.test_client()
+    run_bot(app)
+    wait_for_state(client, auth, "retrying")
+    emulator.set_fault(None)
+    state = wait_for_state(client, auth, "waiting_for_scan")
+    assert state["attempt"] >= 1
+
+
+def test_watchdog_restarts_a_bot_whose_sync_hangs(make_app, run_bot, auth, emulator):
+    from conftest import log_in_by_scan
+
+    app = make_app(WECHAT_BASE_URL=emulator.base_url, WATCHDOG_SECONDS=1, BOT_RETRY_FIRST_SECONDS=0.3)
+    client = app.test_client()
+    runtime = run_bot(app)
+    log_in_by_scan(client, auth, emulator)
+    emulator.set_fault("hang", {"synccheck"})
+    state = wait_for_state(client, auth, "retrying", "starting", timeout=8)
+    assert state["reason"].startswith("watchdog: no sync with WeChat")
+    left = next(e for e in history(client, auth) if e["from"] == "logged_in")
+    assert left["actor"] == "watchdog"
+    emulator.set_fault(None)
+    state = wait_for_state(client, auth, "logged_in", timeout=8)
+    assert runtime.supervisor.stats["watchdog_restarts"] >= 1
+    assert emulator.request_counts["/jslogin"] == 1, "the watchdog's restart should log in from the cache"
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_failed_attempts_leak_nothing(make_app, run_bot, auth, emulator):
+    import itchat
+
+    emulator.set_fault("5xx", {"webwxinit"})
+    app = make_app(WECHAT_BASE_URL=emulator.base_url, BOT_RETRY_FIRST_SECONDS=0.05, BOT_RETRY_MAX_SECONDS=0.1)
+    client = app.test_client()
+    run_bot(app)
+
+    def fail_once(n):
+        wait_for_state(client, auth, "waiting_for_scan")
+        emulator.confirm()
+        assert wait_for(lambda: len([e for e in history(client, auth) if e["to"] == "retrying"]) >= n)
+
+    fail_once(1)
+    instances, threads, fds = len(itchat.instanceList), threading.active_count(), _open_fds()
+    for n in range(2, 22):
+        fail_once(n)
+    assert len(itchat.instanceList) <= instances
+    assert wait_for(lambda: threading.active_count() <= threads + 2, timeout=5), threading.enumerate()
+    assert _open_fds() <= fds + 5
+
+
+def test_login_logout_cycles_leak_nothing(bot_app, run_bot, auth, emulator):
+    import itchat
+    from conftest import log_in_by_scan
+
+    client = bot_app.test_client()
+    run_bot(bot_app)
+    log_in_by_scan(client, auth, emulator)
+    baseline = len(itchat.instanceList), threading.active_count(), _open_fds()
+    for _ in range(10):
+        emulator.logout()
+        log_in_by_scan(client, auth, emulator)
+    assert len(itchat.instanceList) <= baseline[0]
+    assert wait_for(lambda: threading.active_count() <= baseline[1] + 2, timeout=5), threading.enumerate()
+    assert _open_fds() <= baseline[2] + 5
