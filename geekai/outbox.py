@@ -1,0 +1,349 @@
+"""A persistent outbox: messages to other systems (webhooks, mail) that survive restarts.
+
+Producers call `enqueue` inside their own transaction, so a message exists exactly when the rows
+that caused it exist. A periodic job (`deliver_due`) sends what is due; failures retry with capped
+exponential backoff and jitter, and after OUTBOX_MAX_ATTEMPTS a message is `failed` (shown to the
+admin, retryable by hand). Delivery is at least once: every request carries the message's
+idempotency key (`Idempotency-Key` header, or the mail's Message-ID) so receivers can drop repeats.
+
+Several processes may run `deliver_due` on the same database: each message is claimed with a
+conditional UPDATE that pushes its next_attempt_at forward by a lease, and only the claimer (by a
+random claim token) may record the outcome.
+"""
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import hmac
+import json
+import logging
+import random
+import secrets
+import smtplib
+import ssl
+import time
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import requests
+from sqlalchemy import Index, Integer, String, Text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .db import db, isoformat, utcnow
+
+logger = logging.getLogger(__name__)
+
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+TRANSPORTS = ("http", "smtp")
+
+DEFAULTS = {
+    "OUTBOX_INTERVAL_SECONDS": 2,
+    "OUTBOX_TIMEOUT_SECONDS": 10,
+    "OUTBOX_RETRY_FIRST_SECONDS": 2,
+    "OUTBOX_RETRY_MAX_SECONDS": 600,
+    "OUTBOX_MAX_ATTEMPTS": 20,
+}
+SIGNATURE_HEADER = "X-Geekai-Signature"
+TIMESTAMP_HEADER = "X-Geekai-Timestamp"
+MAX_ERROR_CHARS = 500
+JOB_ID = "outbox-deliver"
+
+
+class OutboxMessage(db.Model):
+    """One message to deliver; rows are kept after delivery as the delivery log."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    transport: Mapped[str] = mapped_column(String(8))
+    target: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    headers: Mapped[str] = mapped_column(Text, default="{}")
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    # Name of the config key holding an HMAC secret (never the secret): signed at send time, so
+    # the timestamp is fresh on every attempt and a secret rotation applies to queued messages.
+    sign_with: Mapped[str | None] = mapped_column(String(64), default=None)
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    claim_token: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "topic": self.topic,
+            "transport": self.transport,
+            "target": redact(self.target),
+            "idempotency_key": self.idempotency_key,
+            "status": self.status,
+            "attempts": self.attempts,
+            "next_attempt_at": isoformat(self.next_attempt_at) if self.status == PENDING else None,
+            "last_error": self.last_error,
+            "created_at": isoformat(self.created_at),
+            "delivered_at": isoformat(self.delivered_at),
+        }
+
+
+class DeliveryError(Exception):
+    """A send that did not succeed; the message says why (stored as last_error)."""
+
+
+# ----- producing ---------------------------------------------------------------------------
+
+def enqueue(topic: str, transport: str, target: str, payload: dict | str, *, key: str,
+            headers: dict | None = None, sign_with: str | None = None) -> OutboxMessage | None:
+    """Add a message to the session (the caller commits); None when `key` was already queued.
+
+    dict payloads are sent as JSON. `sign_with` names a config key whose value signs the body
+    (HMAC-SHA256 over "<timestamp>.<body>") at send time.
+    """
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {TRANSPORTS}, not {transport!r}")
+    if not key:
+        raise ValueError("an idempotency key is required")
+    body = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    now = utcnow()
+    values = dict(topic=topic, transport=transport, target=target, payload=body,
+                  headers=json.dumps(headers or {}, ensure_ascii=False), idempotency_key=key,
+                  sign_with=sign_with, status=PENDING, attempts=0, next_attempt_at=now,
+                  last_error="", created_at=now)
+    dialect = db.session.get_bind(mapper=OutboxMessage).dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        if db.session.execute(db.select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key)).first():
+            return None
+        message = OutboxMessage(**values)
+        db.session.add(message)
+        return message
+    # INSERT ... ON CONFLICT DO NOTHING: a concurrent producer of the same key can neither make
+    # this raise nor roll back the caller's rows.
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    result = db.session.execute(insert(OutboxMessage).values(**values)
+                                .on_conflict_do_nothing(index_elements=["idempotency_key"]))
+    if result.rowcount != 1:
+        return None
+    return db.session.execute(db.select(OutboxMessage).where(OutboxMessage.idempotency_key == key)).scalar_one()
+
+
+def retry(message_id: int) -> bool:
+    """Make a pending or failed message due now (commits); False if missing or delivered."""
+    result = db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, OutboxMessage.status.in_((PENDING, FAILED)))
+        .values(status=PENDING, next_attempt_at=utcnow(), claim_token=None),
+        execution_options={"synchronize_session": False},
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+# ----- delivering --------------------------------------------------------------------------
+
+def deliver_due(app, limit: int = 50) -> int:
+    """Send up to `limit` due messages; return how many were delivered."""
+    delivered = 0
+    with app.app_context():
+        failing_targets: set[str] = set()
+        for message_id in _due_ids(limit):
+            message = _claim(app, message_id)
+            if message is None:
+                continue
+            if message.target in failing_targets:
+                # Its receiver just failed: do not spend another timeout on it in this round.
+                _release(message)
+                continue
+            if _attempt(app, message):
+                delivered += 1
+            else:
+                failing_targets.add(message.target)
+    return delivered
+
+
+def _due_ids(limit: int) -> list[int]:
+    query = (db.select(OutboxMessage.id)
+             .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= utcnow())
+             .order_by(OutboxMessage.id).limit(limit))
+    ids = list(db.session.execute(query).scalars())
+    db.session.commit()  # end the read before the first write (SQLite snapshot upgrades can fail)
+    return ids
+
+
+def _claim(app, message_id: int) -> OutboxMessage | None:
+    """Claim one due message for the length of a lease; None if another worker has it."""
+    now = utcnow()
+    token = secrets.token_hex(16)
+    lease = timedelta(seconds=_setting(app, "OUTBOX_TIMEOUT_SECONDS") * 3 + 30)
+    result = db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, OutboxMessage.status == PENDING,
+               OutboxMessage.next_attempt_at <= now)
+        .values(next_attempt_at=now + lease, claim_token=token),
+        execution_options={"synchronize_session": False},
+    )
+    db.session.commit()
+    if result.rowcount != 1:
+        return None
+    message = db.session.get(OutboxMessage, message_id, populate_existing=True)
+    return message if message is not None and message.claim_token == token else None
+
+
+def _release(message: OutboxMessage) -> None:
+    _finish(message, status=PENDING, next_attempt_at=utcnow(), claim_token=None)
+
+
+def _attempt(app, message: OutboxMessage) -> bool:
+    """Send one claimed message and record the outcome; True when delivered."""
+    started = time.monotonic()
+    try:
+        send(app, message)
+    except Exception as exc:  # DeliveryError, network errors, a bad target: all retryable
+        error = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
+        _record_failure(app, message, error[:MAX_ERROR_CHARS])
+        return False
+    _finish(message, status=DELIVERED, attempts=message.attempts + 1, delivered_at=utcnow(),
+            last_error="", claim_token=None)
+    logger.info("outbox %s (%s) delivered in %.0f ms", message.id, message.topic, (time.monotonic() - started) * 1000)
+    return True
+
+
+def _record_failure(app, message: OutboxMessage, error: str) -> None:
+    attempts = message.attempts + 1
+    if attempts >= _setting(app, "OUTBOX_MAX_ATTEMPTS"):
+        status, due = FAILED, utcnow()
+        logger.warning("outbox %s (%s) failed after %d attempts: %s", message.id, message.topic, attempts, error)
+    else:
+        status, due = PENDING, utcnow() + timedelta(seconds=backoff(app, attempts))
+        logger.info("outbox %s (%s) attempt %d failed, next at %s: %s", message.id, message.topic, attempts, due, error)
+    _finish(message, status=status, attempts=attempts, next_attempt_at=due, last_error=error, claim_token=None)
+
+
+def _finish(message: OutboxMessage, **values) -> None:
+    """Write an outcome, only if this worker still holds the claim."""
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message.id, OutboxMessage.claim_token == message.claim_token)
+        .values(**values),
+        execution_options={"synchronize_session": False},
+    )
+    db.session.commit()
+
+
+def backoff(app, attempts: int) -> float:
+    """Seconds before the next try after `attempts` failures: doubling, jittered, capped."""
+    first = _setting(app, "OUTBOX_RETRY_FIRST_SECONDS")
+    cap = _setting(app, "OUTBOX_RETRY_MAX_SECONDS")
+    delay = first * 2 ** min(attempts - 1, 30)
+    return min(cap, delay * random.uniform(0.75, 1.25))
+
+
+def send(app, message: OutboxMessage) -> None:
+    """Send one message by its transport; raise on anything but success."""
+    if message.transport == "http":
+        _send_http(app, message)
+    elif message.transport == "smtp":
+        _send_smtp(app, message)
+    else:
+        raise DeliveryError(f"unknown transport {message.transport!r}")
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature header value: "sha256=" + hex HMAC-SHA256 of b"<timestamp>." + body."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return "sha256=" + digest
+
+
+def _send_http(app, message: OutboxMessage) -> None:
+    body = message.payload.encode("utf-8")
+    headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "geekai-outbox"}
+    headers.update(json.loads(message.headers or "{}"))
+    headers["Idempotency-Key"] = message.idempotency_key
+    headers["X-Geekai-Event"] = message.topic
+    if message.sign_with:
+        secret = app.config.get(message.sign_with)
+        if not secret:
+            raise DeliveryError(f"{message.sign_with} is not set: cannot sign")
+        timestamp = str(int(time.time()))
+        headers[TIMESTAMP_HEADER] = timestamp
+        headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
+    timeout = _setting(app, "OUTBOX_TIMEOUT_SECONDS")
+    response = requests.post(message.target, data=body, headers=headers, timeout=(min(timeout, 5), timeout),
+                             allow_redirects=False)
+    if not 200 <= response.status_code < 300:
+        raise DeliveryError(f"HTTP {response.status_code}: {response.text[:200]}")
+
+
+def _send_smtp(app, message: OutboxMessage) -> None:
+    server, recipients = smtp_target(message.target, app.config.get("ALERT_SMTP_URL"))
+    extra = json.loads(message.headers or "{}")
+    mail = EmailMessage()
+    mail["From"] = extra.pop("From", None) or server["user"] or "geekai@localhost"
+    mail["To"] = ", ".join(recipients)
+    mail["Subject"] = extra.pop("Subject", None) or f"[geekai] {message.topic}"
+    mail["Date"] = email.utils.formatdate(usegmt=True)
+    # Message-ID from the key: mail systems that dedupe by it drop a re-sent copy.
+    mail["Message-ID"] = f"<{hashlib.sha256(message.idempotency_key.encode()).hexdigest()[:32]}@geekai>"
+    mail["Idempotency-Key"] = message.idempotency_key
+    for name, value in extra.items():
+        mail[name] = value
+    mail.set_content(message.payload)
+    timeout = _setting(app, "OUTBOX_TIMEOUT_SECONDS")
+    cls = smtplib.SMTP_SSL if server["ssl"] else smtplib.SMTP
+    kwargs = {"context": ssl.create_default_context()} if server["ssl"] else {}
+    with cls(server["host"], server["port"], timeout=timeout, **kwargs) as smtp:
+        smtp.ehlo()
+        if not server["ssl"] and smtp.has_extn("starttls"):
+            smtp.starttls(context=ssl.create_default_context())
+            smtp.ehlo()
+        if server["user"]:
+            smtp.login(server["user"], server["password"])
+        smtp.send_message(mail, to_addrs=recipients)
+
+
+def smtp_target(target: str, default_url: str | None = None) -> tuple[dict, list[str]]:
+    """Parse "smtp[s]://user:pass@host:port?to=a@x,b@y", or "mailto:a@x,b@y" with ALERT_SMTP_URL."""
+    if target.startswith("mailto:"):
+        if not default_url:
+            raise DeliveryError("mailto target but ALERT_SMTP_URL is not set")
+        url, recipients = default_url, unquote(target[len("mailto:"):]).split(",")
+    else:
+        url = target
+        recipients = ",".join(parse_qs(urlsplit(target).query).get("to", [])).split(",")
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise DeliveryError("SMTP target must look like smtp://user:pass@host:port or smtps://...")
+    recipients = [r.strip() for r in recipients if r.strip()]
+    if not recipients:
+        raise DeliveryError("SMTP target names no recipient")
+    secure = parts.scheme == "smtps"
+    server = {"host": parts.hostname, "port": parts.port or (465 if secure else 25), "ssl": secure,
+              "user": unquote(parts.username or ""), "password": unquote(parts.password or "")}
+    return server, recipients
+
+
+def redact(target: str) -> str:
+    """A target without its password, for pages and logs."""
+    parts = urlsplit(target)
+    if parts.password:
+        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+        return parts._replace(netloc=netloc).geturl()
+    return target
+
+
+def _setting(app, key: str):
+    return app.config.get(key, DEFAULTS[key])
+
+
+def init_app(app) -> None:
+    """Register the delivery job once (several modules may use the outbox)."""
+    if app.extensions.get("geekai.outbox"):
+        return
+    app.extensions["geekai.outbox"] = True
+    from .jobs import register_job
+    register_job(app, JOB_ID, deliver_due, _setting(app, "OUTBOX_INTERVAL_SECONDS"))

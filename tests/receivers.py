@@ -1,0 +1,158 @@
+"""Test receivers for the outbox: a webhook endpoint (http.server) and a tiny SMTP server (sockets)."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import socket
+import socketserver
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class WebhookReceiver:
+    """Records every POST; `mode` makes it answer 200, 500, hang, or refuse connections (down)."""
+
+    def __init__(self, secret: str | None = None):
+        self.secret = secret
+        self.requests: list[dict] = []
+        self.mode = "ok"
+        self.hang_seconds = 5.0
+        self._lock = threading.Lock()
+        self._server = None
+        self.port = _free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def start(self) -> "WebhookReceiver":
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if receiver.mode == "hang":
+                    time.sleep(receiver.hang_seconds)
+                    return
+                entry = {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body,
+                         "path": self.path, "accepted": receiver.mode == "ok"}
+                with receiver._lock:
+                    receiver.requests.append(entry)
+                status = 200 if receiver.mode == "ok" else 500
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok" if status == 200 else b"no")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Go down: connections are refused until start() again (same port)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def accepted(self) -> list[dict]:
+        with self._lock:
+            return [r for r in self.requests if r["accepted"]]
+
+    def events_by_key(self) -> dict[str, list[dict]]:
+        """Accepted requests grouped by Idempotency-Key."""
+        grouped: dict[str, list[dict]] = {}
+        for r in self.accepted():
+            grouped.setdefault(r["headers"]["idempotency-key"], []).append(r)
+        return grouped
+
+    def verify(self, request: dict, max_age: int = 300) -> bool:
+        """The receiving side's check, as docs/payments.md describes it."""
+        timestamp = request["headers"].get("x-geekai-timestamp", "")
+        given = request["headers"].get("x-geekai-signature", "")
+        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > max_age:
+            return False
+        expected = "sha256=" + hmac.new(self.secret.encode(), timestamp.encode() + b"." + request["body"],
+                                        hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, given)
+
+    @staticmethod
+    def json(request: dict) -> dict:
+        return json.loads(request["body"])
+
+
+class FakeSMTPServer:
+    """Just enough SMTP (EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT) to receive mail in a test."""
+
+    def __init__(self):
+        self.messages: list[dict] = []
+        self.logins: list[str] = []
+        self._server = None
+
+    def start(self) -> "FakeSMTPServer":
+        smtp = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                send = lambda line: self.wfile.write(line.encode() + b"\r\n")  # noqa: E731
+                send("220 fake ESMTP")
+                mail = {"from": None, "to": [], "data": b""}
+                while True:
+                    line = self.rfile.readline()
+                    if not line:
+                        return
+                    command = line.decode().strip()
+                    verb = command.split(" ", 1)[0].upper()
+                    if verb in ("EHLO", "HELO"):
+                        send("250-fake")
+                        send("250 AUTH PLAIN")
+                    elif verb == "AUTH":
+                        credentials = base64.b64decode(command.split(" ")[2]).split(b"\0")
+                        smtp.logins.append(credentials[1].decode())
+                        send("235 ok")
+                    elif verb == "MAIL":
+                        mail["from"] = command.split(":", 1)[1].strip("<> ")
+                        send("250 ok")
+                    elif verb == "RCPT":
+                        mail["to"].append(command.split(":", 1)[1].strip("<> "))
+                        send("250 ok")
+                    elif verb == "DATA":
+                        send("354 go on")
+                        chunks = []
+                        while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                            chunks.append(chunk)
+                        mail["data"] = b"".join(chunks)
+                        smtp.messages.append(dict(mail))
+                        mail = {"from": None, "to": [], "data": b""}
+                        send("250 queued")
+                    elif verb == "QUIT":
+                        send("221 bye")
+                        return
+                    else:
+                        send("250 ok")
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
