@@ -1,6 +1,6 @@
 """Entry point: `python app.py [--host H] [--port P] [--instance DIR] [--demo]`.
 
-`flask --app app ...` uses the `app` object below; it starts no bot (see geekai/cli.py).
+`flask --app app ...` finds create_app() here; `flask run` starts one bot (geekai/bot/runtime.py).
 """
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import logging
 import os
 import sys
 
-from geekai import create_app
-from geekai.config import ConfigError
+from geekai import create_app  # light: heavy imports happen inside it; `flask --app app` finds it
+from geekai.config import ConfigError, check
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,15 +31,21 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    overrides = {"BOT_BACKEND": "demo"} if args.demo else None
+    instance = os.path.abspath(args.instance or os.path.join(os.path.dirname(os.path.abspath(__file__)), "instance"))
     try:
-        app = create_app({"BOT_BACKEND": "demo"} if args.demo else None, instance_path=args.instance)
+        check(instance, overrides)
     except ConfigError as exc:
         print(f"geekai: {exc}", file=sys.stderr)
         return 2
     from geekai.server import serve
 
+    def build():
+        # SQLAlchemy, the models and the bot load here, while the socket already answers.
+        return create_app(overrides, instance_path=instance)
+
     try:
-        return serve(app, args.host, args.port)
+        return serve(build, args.host, args.port)
     except OSError as exc:
         print(f"geekai: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

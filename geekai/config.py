@@ -30,7 +30,14 @@ DEFAULTS: dict[str, Any] = {
     "BOT_STOP_GRACE_SECONDS": 3,
     "WATCHDOG_SECONDS": 45,
     "ALERT_GRACE_SECONDS": 120,
+    "ALERT_REMIND_SECONDS": 3600,
+    "ALERT_CHECK_SECONDS": 2,
+    "PUBLIC_URL": "http://127.0.0.1:5000",
     "METRICS": "open",
+    # Live status pages (server-sent event streams) open at once; each holds a server thread.
+    "STREAM_MAX_CLIENTS": 8,
+    # Reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (0: none).
+    "PROXY_COUNT": 0,
     "SQLALCHEMY_DATABASE_URI": None,  # filled in with instance/geekai.sqlite
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
@@ -87,6 +94,25 @@ def _optional_http_url(value: Any) -> str | None:
     return None if value in (None, "") else _http_url(value)
 
 
+def _optional_smtp_url(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError(value)
+    parts.port  # noqa: B018 (raises ValueError on a bad port)
+    return str(value)
+
+
+def _optional_addresses(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    addresses = [part.strip() for part in str(value).split(",")]
+    if not all("@" in address and " " not in address for address in addresses):
+        raise ValueError(value)
+    return ",".join(addresses)
+
+
 def _secret(value: Any) -> str | None:
     if value is None:
         return None
@@ -121,7 +147,12 @@ RULES: dict[str, Rule] = {
     "BOT_STOP_GRACE_SECONDS": Rule(_seconds(0), "a number of seconds >= 0"),
     "WATCHDOG_SECONDS": Rule(_seconds(1), "a number of seconds >= 1"),
     "ALERT_GRACE_SECONDS": Rule(_seconds(0), "a number of seconds >= 0"),
+    "ALERT_REMIND_SECONDS": Rule(_seconds(0), "a number of seconds >= 0 (0: no reminders)"),
+    "ALERT_CHECK_SECONDS": Rule(_seconds(0.05), "a number of seconds >= 0.05"),
+    "PUBLIC_URL": Rule(_http_url, "the http(s) URL people open the status page at, such as https://bot.example.com"),
     "METRICS": Rule(_choice("open", "token", "off"), "'open', 'token' or 'off'"),
+    "STREAM_MAX_CLIENTS": Rule(_count, "a whole number >= 0 (below the server's 16 threads)"),
+    "PROXY_COUNT": Rule(_count, "a whole number >= 0"),
     "ADMIN_PASSWORD": Rule(_secret, "a string of at least 8 characters"),
     "API_TOKEN": Rule(_secret, "a string of at least 8 characters"),
     "SECRET_KEY": Rule(_secret, "a string of at least 8 characters"),
@@ -129,6 +160,8 @@ RULES: dict[str, Rule] = {
     "ALERT_WECOM_URL": Rule(_optional_http_url, "an http(s) URL"),
     "ALERT_DINGTALK_URL": Rule(_optional_http_url, "an http(s) URL"),
     "ALERT_FEISHU_URL": Rule(_optional_http_url, "an http(s) URL"),
+    "ALERT_SMTP_URL": Rule(_optional_smtp_url, "a URL such as smtp://user:password@host:587 or smtps://user:password@host:465"),
+    "ALERT_EMAIL_TO": Rule(_optional_addresses, "one or more mail addresses separated by commas"),
     "PAYMENT_CALLBACK_URL": Rule(_optional_http_url, "an http(s) URL"),
 }
 
@@ -144,6 +177,13 @@ def load(app, test_config: dict | None = None) -> None:
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         path = os.path.join(app.instance_path, "geekai.sqlite")
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + path
+
+
+def check(instance_path: str, test_config: dict | None = None) -> None:
+    """Validate the configuration as create_app would, without building the app (raises ConfigError)."""
+    from flask import Flask
+
+    load(Flask("geekai", instance_path=instance_path, instance_relative_config=True), test_config)
 
 
 def validate(config) -> None:

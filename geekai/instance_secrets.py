@@ -47,9 +47,7 @@ def ensure(app) -> None:
                 stored[key] = secrets.token_urlsafe(32)
                 changed = True
             app.config[key] = stored[key]
-    if app.config.get("ADMIN_PASSWORD"):
-        app.config["ADMIN_PASSWORD_HASH"] = generate_password_hash(app.config["ADMIN_PASSWORD"])
-    else:
+    if not app.config.get("ADMIN_PASSWORD"):
         if not stored.get("ADMIN_PASSWORD_HASH"):
             password = secrets.token_urlsafe(12)
             stored["ADMIN_PASSWORD_HASH"] = generate_password_hash(password)

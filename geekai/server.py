@@ -1,4 +1,9 @@
-"""Serving: bind the socket with waitress, then start the bot; stop both on SIGTERM/SIGINT."""
+"""Serving: bind the socket with waitress first, build the app and start the bot beside it.
+
+The socket is bound and /healthz answers before the app is built (SQLAlchemy, the models, the
+bot runtime), so the first answer costs what a bare Flask app costs. Every other request waits
+until the app is ready, by which time the previous process's state row has been replaced.
+"""
 from __future__ import annotations
 
 import logging
@@ -7,9 +12,48 @@ import signal
 import sys
 import threading
 
-from .bot import runtime as bot_runtime
-
 logger = logging.getLogger(__name__)
+
+WARM_UP_WAIT = 30.0
+_HEALTHY = b'{"status":"ok"}\n'
+
+
+class WarmingApp:
+    """A WSGI app that answers /healthz at once and everything else once the real app is built."""
+
+    def __init__(self):
+        self.app = None
+        self.runtime = None
+        self.failed: BaseException | None = None
+        self.ready = threading.Event()
+
+    def __call__(self, environ, start_response):
+        if self.app is None and environ.get("PATH_INFO") == "/healthz" and not self.failed:
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(_HEALTHY)))])
+            return [_HEALTHY]
+        if not self.ready.wait(WARM_UP_WAIT) or self.app is None:
+            body = b'{"error":"the service is starting or failed to start"}\n'
+            start_response("503 Service Unavailable", [("Content-Type", "application/json"), ("Retry-After", "5")])
+            return [body]
+        return self.app(environ, start_response)
+
+    def build(self, create) -> None:
+        """Build the app, replace the stale state, then start the bot (in this thread)."""
+        from .bot import runtime as bot_runtime
+
+        try:
+            app = create()
+            runtime = bot_runtime.install(app)
+            runtime.replace_previous_state()
+        except BaseException as exc:  # a broken database or instance folder ends the service
+            self.failed = exc
+            self.ready.set()
+            print(f"geekai: cannot start: {exc}", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        self.app, self.runtime = app, runtime
+        self.ready.set()
+        runtime.start()
 
 
 def _raise_exit(signum, _frame):
@@ -20,27 +64,36 @@ def _raise_exit(signum, _frame):
     raise SystemExit(0)
 
 
-def serve(app, host: str, port: int, threads: int = 8) -> int:
-    """Serve until a signal; return the exit status."""
+def serve(create, host: str, port: int, threads: int = 8) -> int:
+    """Serve the app that create() builds until a signal; return the exit status."""
     from waitress.server import create_server
 
-    runtime = bot_runtime.install(app)
-    runtime.replace_previous_state()
-    server = create_server(app, host=host, port=port, threads=threads, ident="geekai")
-    logger.info("geekai listening on http://%s:%s", *server.getsockname()[:2])
-    print(f"geekai: serving on http://{server.getsockname()[0]}:{server.getsockname()[1]}", file=sys.stderr, flush=True)
+    warming = WarmingApp()
+    server = create_server(warming, host=host, port=port, threads=threads, ident="geekai")
+    bound_host, bound_port = server.getsockname()[:2]
+    print(f"geekai: serving on http://{bound_host}:{bound_port}", file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, _raise_exit)
     signal.signal(signal.SIGINT, _raise_exit)
-    # The socket is bound: start the bot beside the server, never before it.
-    threading.Thread(target=runtime.start, name="geekai-bot-start", daemon=True).start()
+    threading.Thread(target=warming.build, args=(create,), name="geekai-start", daemon=True).start()
     try:
         server.run()
     finally:
-        finished = runtime.shutdown(grace=app.config["BOT_STOP_GRACE_SECONDS"])
-        logger.info("geekai stopped%s", "" if finished else " (a WeChat request was still in flight)")
-        logging.shutdown()
+        finished = _shutdown(warming)
+    if warming.failed is not None:
+        return 1
     if not finished:
         # The attempt thread is a daemon blocked in a socket read; the state is already
         # recorded as stopped, so nothing is lost by not waiting for it.
         os._exit(0)
     return 0
+
+
+def _shutdown(warming: WarmingApp) -> bool:
+    """Stop the bot; True when nothing is left in flight."""
+    warming.ready.wait(WARM_UP_WAIT)
+    if warming.runtime is None:
+        return True
+    finished = warming.runtime.shutdown(grace=warming.app.config["BOT_STOP_GRACE_SECONDS"])
+    logger.info("geekai stopped%s", "" if finished else " (a WeChat request was still in flight)")
+    logging.shutdown()
+    return finished

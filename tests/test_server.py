@@ -46,6 +46,7 @@ class Service:
             return json.load(response)
 
     def token(self) -> str:
+        self.get("/readyz")  # waits until the app is built (and its secrets written)
         return json.loads((self.instance / "secrets.json").read_text())["API_TOKEN"]
 
     def stored_state(self) -> str:
@@ -111,3 +112,34 @@ def test_restart_never_shows_previous_state(service):
     again = service(GEEKAI_WECHAT_BASE_URL="http://127.0.0.1:9", GEEKAI_BOT_ENABLED="false")
     assert again.get("/api/bot", token)["state"] == "disabled"
     again.terminate()
+
+
+def test_broken_instance_folder_ends_the_service_with_one_line(tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    result = subprocess.run([sys.executable, "app.py", "--port", "0", "--instance", str(not_a_folder)],
+                            cwd=ROOT_DIR, capture_output=True, text=True, timeout=30,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("GEEKAI_")})
+    assert result.returncode == 1
+    assert "geekai: cannot start:" in result.stderr
+
+
+def test_healthz_answers_while_the_app_is_still_being_built():
+    from flask import Flask
+    from werkzeug.test import Client
+
+    from geekai.server import WarmingApp
+
+    warming = WarmingApp()
+    client = Client(warming)
+    assert client.get("/healthz").status_code == 200
+    answers = []
+    waiter = threading.Thread(target=lambda: answers.append(client.get("/api/bot")))
+    waiter.start()
+    assert not wait_for(lambda: answers, timeout=0.3), "a request was served before the app was ready"
+    app = Flask("stand-in")
+    app.get("/api/bot")(lambda: {"state": "ready"})
+    warming.app = app
+    warming.ready.set()
+    waiter.join(5)
+    assert answers[0].get_json() == {"state": "ready"}

@@ -57,6 +57,14 @@ def bearer_ok() -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected.encode())
 
 
+def password_ok(given: str) -> bool:
+    """Compare with the configured password, or with the hash of the generated one."""
+    configured = current_app.config.get("ADMIN_PASSWORD")
+    if configured:
+        return hmac.compare_digest(given.encode(), configured.encode())
+    return check_password_hash(current_app.config["ADMIN_PASSWORD_HASH"], given)
+
+
 def is_admin() -> bool:
     return bool(session.get("admin")) or bearer_ok()
 
@@ -93,7 +101,7 @@ def login():
         if failed_logins().blocked(client):
             logger.warning("admin login from %s refused: too many failed attempts", client)
             return render_template("login.html", error="too_many"), 429
-        if check_password_hash(current_app.config["ADMIN_PASSWORD_HASH"], request.form.get("password", "")):
+        if password_ok(request.form.get("password", "")):
             failed_logins().clear(client)
             session.clear()
             session["admin"] = True
