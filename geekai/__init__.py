@@ -21,12 +21,16 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     os.makedirs(app.instance_path, mode=0o700, exist_ok=True)
 
     from . import config, db, instance_secrets, models  # noqa: F401 (models: tables for create_all)
+    from . import alerts, outbox  # noqa: F401 (their tables, for create_all)
     from .web import init_app as init_web
+    from .web import metrics
 
     config.load(app, test_config)
     instance_secrets.ensure(app)
     db.init_app(app)
     init_web(app)
+    metrics.init_app(app)
+    alerts.init_app(app)
     if os.environ.get("FLASK_RUN_FROM_CLI") == "true":
         from .bot.runtime import start_under_flask_run
         start_under_flask_run(app)

@@ -1,0 +1,117 @@
+"""Alert messages in each receiver's format: generic JSON, WeCom, DingTalk, Feishu robots, mail."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..db import isoformat, utcnow
+from .models import Incident
+
+OPENED, REMINDER, RESOLVED = "opened", "reminder", "resolved"
+
+# channel name -> config key holding its webhook URL
+WEBHOOKS = {
+    "webhook": "ALERT_WEBHOOK_URL",
+    "wecom": "ALERT_WECOM_URL",
+    "dingtalk": "ALERT_DINGTALK_URL",
+    "feishu": "ALERT_FEISHU_URL",
+}
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message for the outbox."""
+
+    channel: str
+    transport: str
+    target: str
+    payload: dict | str
+    headers: dict | None = None
+
+    @property
+    def topic(self) -> str:
+        return f"alert.{self.channel}"
+
+
+def configured(config) -> list[str]:
+    """The channels that have a destination, in a fixed order."""
+    names = [name for name, key in WEBHOOKS.items() if config.get(key)]
+    if config.get("ALERT_SMTP_URL") and config.get("ALERT_EMAIL_TO"):
+        names.append("email")
+    return names
+
+
+def status_page(config) -> str:
+    return config.get("PUBLIC_URL", "http://127.0.0.1:5000").rstrip("/") + "/"
+
+
+def title(incident: Incident, notice: str) -> str:
+    if incident.kind == "test":
+        return "geekai: test alert (the bot is fine; this checks the channel)"
+    if notice == RESOLVED:
+        return f"geekai: WeChat bot back online (incident #{incident.id} closed)"
+    headline = {"needs_login": "needs a login", "error": "has failed", "flapping": "keeps restarting"}
+    what = headline.get(incident.kind, "is offline")
+    prefix = "reminder: " if notice == REMINDER else ""
+    return f"geekai: {prefix}WeChat bot {what} (incident #{incident.id})"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def facts(incident: Incident, notice: str, config) -> list[tuple[str, str]]:
+    """The lines every format shows, as (label, value)."""
+    now = utcnow()
+    if notice == RESOLVED:
+        return [("state", incident.state), ("reason", incident.close_reason or incident.reason),
+                ("down for", _duration(((incident.closed_at or now) - incident.began_at).total_seconds())),
+                ("status page", status_page(config))]
+    return [("state", incident.state), ("reason", incident.reason or "-"),
+            ("since", f"{isoformat(incident.began_at)} ({_duration((now - incident.began_at).total_seconds())} ago)"),
+            ("status page", status_page(config))]
+
+
+def text(incident: Incident, notice: str, config) -> str:
+    lines = [title(incident, notice)] + [f"{label}: {value}" for label, value in facts(incident, notice, config)]
+    return "\n".join(lines)
+
+
+def build(incident: Incident, notice: str, config) -> list[Outgoing]:
+    """One message per configured channel for this notice."""
+    plain = text(incident, notice, config)
+    messages = []
+    for channel in configured(config):
+        if channel == "webhook":
+            payload = {"event": f"incident.{notice}", "incident": incident.to_dict(), "state": incident.state,
+                       "reason": incident.reason if notice != RESOLVED else incident.close_reason,
+                       "status_page": status_page(config), "title": title(incident, notice), "text": plain}
+        elif channel == "wecom":
+            payload = {"msgtype": "markdown", "markdown": {"content": _wecom_markdown(incident, notice, config)}}
+        elif channel == "dingtalk":
+            payload = {"msgtype": "text", "text": {"content": plain}}
+        elif channel == "feishu":
+            payload = {"msg_type": "text", "content": {"text": plain}}
+        else:
+            messages.append(Outgoing("email", "smtp", "mailto:" + config["ALERT_EMAIL_TO"], plain,
+                                     {"Subject": title(incident, notice)}))
+            continue
+        messages.append(Outgoing(channel, "http", config[WEBHOOKS[channel]], payload))
+    return messages
+
+
+def _wecom_markdown(incident: Incident, notice: str, config) -> str:
+    color = "info" if notice == RESOLVED else "warning"
+    lines = [f"**{title(incident, notice)}**"]
+    for label, value in facts(incident, notice, config):
+        if label == "status page":
+            lines.append(f"> [status page]({value})")
+        elif label == "state":
+            lines.append(f'> state: <font color="{color}">{value}</font>')
+        else:
+            lines.append(f"> {label}: {value}")
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""GET /api/alerts: incidents and the delivery of each notice, so that failures are visible."""
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, current_app, jsonify, request
+
+from ..db import db, utcnow
+from ..web.auth import admin_required
+from . import channels
+from .models import Incident
+
+bp = Blueprint("alerts", __name__, url_prefix="/api/alerts")
+
+
+def _deliveries(incident_id: int) -> list[dict]:
+    from ..outbox import OutboxMessage
+
+    rows = db.session.execute(db.select(OutboxMessage)
+                              .where(OutboxMessage.idempotency_key.startswith(f"incident-{incident_id}-"))
+                              .order_by(OutboxMessage.id)).scalars()
+    return [_delivery(row) for row in rows]
+
+
+def _delivery(row) -> dict:
+    shown = row.to_dict()
+    shown["channel"] = row.topic.removeprefix("alert.")
+    shown["notice"] = row.idempotency_key.split("-")[2] if row.idempotency_key.startswith("incident-") else "test"
+    return shown
+
+
+@bp.get("")
+@admin_required
+def list_incidents():
+    """Newest incidents first, each with its deliveries; `undelivered` counts pending and failed."""
+    from ..outbox import OutboxMessage
+
+    limit = min(100, max(1, request.args.get("limit", 20, type=int) or 20))
+    incidents = db.session.execute(db.select(Incident).order_by(Incident.id.desc()).limit(limit)).scalars().all()
+    counts = dict(db.session.execute(
+        db.select(OutboxMessage.status, db.func.count()).where(OutboxMessage.topic.startswith("alert."))
+        .group_by(OutboxMessage.status)).all())
+    return jsonify(
+        channels=channels.configured(current_app.config),
+        open=next((i.id for i in incidents if i.closed_at is None), None),
+        deliveries={"pending": counts.get("pending", 0), "delivered": counts.get("delivered", 0),
+                    "failed": counts.get("failed", 0)},
+        incidents=[incident.to_dict() | {"deliveries": _deliveries(incident.id)} for incident in incidents],
+    )
+
+
+@bp.post("/deliveries/<int:message_id>/retry")
+@admin_required
+def retry_delivery(message_id: int):
+    """Make a failed (or waiting) alert message due now."""
+    from .. import outbox
+
+    message = db.session.get(outbox.OutboxMessage, message_id)
+    if message is None or not message.topic.startswith("alert."):
+        return jsonify(error="no such alert delivery"), 404
+    if not outbox.retry(message_id):
+        return jsonify(error="already delivered", delivery=_delivery(message)), 409
+    return jsonify(_delivery(db.session.get(outbox.OutboxMessage, message_id))), 202
+
+
+@bp.post("/test")
+@admin_required
+def send_test():
+    """Queue a test notice to every configured channel (not an incident)."""
+    from .. import outbox
+
+    config = current_app.config
+    sample = Incident(id=0, kind="test", state="test", reason="test message from geekai: alerts reach you",
+                      began_at=utcnow(), opened_at=utcnow(), reminders=0)
+    key = uuid.uuid4().hex[:12]
+    queued = []
+    for message in channels.build(sample, channels.OPENED, config):
+        found = outbox.enqueue(message.topic, message.transport, message.target, message.payload,
+                               key=f"test-{key}-{message.channel}", headers=message.headers)
+        queued.append(found)
+    db.session.commit()
+    if not queued:
+        return jsonify(error="no alert channel is configured (ALERT_*_URL, ALERT_SMTP_URL + ALERT_EMAIL_TO)"), 409
+    return jsonify(deliveries=[_delivery(m) for m in queued if m is not None]), 202

@@ -1,0 +1,256 @@
+"""Alerts: incidents from the bot's history, one notice per channel, delivered through the outbox."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import log_in_by_scan, wait_for, wait_for_state
+from receivers import FakeSMTPServer, WebhookReceiver
+
+from geekai.alerts import incidents
+from geekai.db import db, utcnow
+from geekai.models import STATE_ROW_ID, BotEvent, BotState
+
+FAST_ALERTS = {
+    "ALERT_GRACE_SECONDS": 0.5,
+    "ALERT_CHECK_SECONDS": 0.1,
+    "OUTBOX_INTERVAL_SECONDS": 0.1,
+    "OUTBOX_RETRY_FIRST_SECONDS": 0.2,
+    "OUTBOX_RETRY_MAX_SECONDS": 0.5,
+    "OUTBOX_TIMEOUT_SECONDS": 2,
+    "PUBLIC_URL": "https://bot.example.com",
+}
+CHANNELS = ("webhook", "wecom", "dingtalk", "feishu")
+
+
+@pytest.fixture
+def receiver():
+    hook = WebhookReceiver().start()
+    yield hook
+    hook.stop()
+
+
+def channel_config(receiver) -> dict:
+    base = f"http://127.0.0.1:{receiver.port}"
+    return {"ALERT_WEBHOOK_URL": f"{base}/webhook", "ALERT_WECOM_URL": f"{base}/wecom",
+            "ALERT_DINGTALK_URL": f"{base}/dingtalk", "ALERT_FEISHU_URL": f"{base}/feishu"}
+
+
+def alerts(client, auth) -> dict:
+    response = client.get("/api/alerts", headers=auth)
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def accepted_keys(receiver) -> dict[str, int]:
+    return {key: len(requests) for key, requests in receiver.events_by_key().items()}
+
+
+def expected_keys(incident_id: int, *notices: str) -> dict[str, int]:
+    return {f"incident-{incident_id}-{notice}-{channel}": 1 for notice in notices for channel in CHANNELS}
+
+
+def test_logout_from_phone_alerts_once_and_recovers_once_though_the_receiver_was_down(
+        make_app, run_bot, emulator, receiver, auth):
+    app = make_app(WECHAT_BASE_URL=emulator.base_url, **FAST_ALERTS, **channel_config(receiver))
+    client = app.test_client()
+    run_bot(app)
+    log_in_by_scan(client, auth, emulator)
+    receiver.mode = "error"  # answers 500 at first
+    emulator.logout()
+    wait_for_state(client, auth, "waiting_for_scan")
+    # The failed attempts are visible to the admin, with the receiver's answer.
+    failing = wait_for(lambda: [d for i in alerts(client, auth)["incidents"] for d in i["deliveries"]
+                                if d["attempts"] >= 1 and d["status"] == "pending"], timeout=10)
+    assert failing and "HTTP 500" in failing[0]["last_error"]
+    receiver.stop()  # then down altogether (connection refused)
+    wait_for(lambda: any("Connection" in d["last_error"] or "refused" in d["last_error"]
+                         for i in alerts(client, auth)["incidents"] for d in i["deliveries"]), timeout=10)
+    receiver.mode = "ok"
+    receiver.start()
+    incident = alerts(client, auth)["incidents"][0]
+    assert incident["open"] and incident["kind"] == "down" and incident["state"] == "waiting_for_scan"
+    assert wait_for(lambda: accepted_keys(receiver) == expected_keys(incident["id"], "opened"), timeout=15), \
+        accepted_keys(receiver)
+
+    log_in_by_scan(client, auth, emulator)
+    assert wait_for(lambda: accepted_keys(receiver) == expected_keys(incident["id"], "opened", "resolved"),
+                    timeout=15), accepted_keys(receiver)
+    shown = alerts(client, auth)
+    assert shown["open"] is None and shown["deliveries"]["delivered"] == 8
+    assert len(shown["incidents"]) == 1
+
+    by_path = {r["path"]: WebhookReceiver.json(r) for r in receiver.accepted()
+               if r["headers"]["idempotency-key"].startswith(f"incident-{incident['id']}-opened")}
+    generic = by_path["/webhook"]
+    assert generic["event"] == "incident.opened" and generic["state"] == "waiting_for_scan"
+    assert generic["status_page"] == "https://bot.example.com/" and "1101" in generic["reason"]
+    assert by_path["/wecom"]["msgtype"] == "markdown" and "https://bot.example.com/" in by_path["/wecom"]["markdown"]["content"]
+    assert by_path["/dingtalk"]["msgtype"] == "text" and "waiting_for_scan" in by_path["/dingtalk"]["text"]["content"]
+    assert by_path["/feishu"]["msg_type"] == "text" and "geekai" in by_path["/feishu"]["content"]["text"]
+
+
+def test_nothing_is_lost_across_a_restart(make_app, run_bot, emulator, receiver, auth):
+    config = dict(WECHAT_BASE_URL=emulator.base_url, **FAST_ALERTS, **channel_config(receiver))
+    first = make_app(**config)
+    client = first.test_client()
+    runtime = run_bot(first)
+    log_in_by_scan(client, auth, emulator)
+    receiver.stop()
+    emulator.logout()
+    assert wait_for(lambda: alerts(client, auth)["open"], timeout=10)
+    runtime.shutdown(grace=3)  # the alert is still queued, undelivered
+
+    receiver.start()
+    second = make_app(**config)
+    client = second.test_client()
+    run_bot(second)
+    incident_id = alerts(client, auth)["open"]
+    assert incident_id
+    assert wait_for(lambda: accepted_keys(receiver) == expected_keys(incident_id, "opened"), timeout=15)
+    log_in_by_scan(client, auth, emulator)
+    assert wait_for(lambda: accepted_keys(receiver) == expected_keys(incident_id, "opened", "resolved"),
+                    timeout=15), accepted_keys(receiver)
+
+
+def test_back_within_the_grace_time_is_no_incident(make_app, run_bot, emulator, receiver, auth):
+    app = make_app(WECHAT_BASE_URL=emulator.base_url, **dict(FAST_ALERTS, ALERT_GRACE_SECONDS=30),
+                   **channel_config(receiver))
+    client = app.test_client()
+    run_bot(app)
+    log_in_by_scan(client, auth, emulator)
+    emulator.logout()
+    log_in_by_scan(client, auth, emulator)
+    wait_for(lambda: False, timeout=1)  # several evaluation rounds
+    assert alerts(client, auth)["incidents"] == [] and receiver.requests == []
+
+
+def test_an_admin_logout_is_no_incident(make_app, run_bot, emulator, receiver, auth):
+    app = make_app(WECHAT_BASE_URL=emulator.base_url, **FAST_ALERTS, **channel_config(receiver))
+    client = app.test_client()
+    run_bot(app)
+    log_in_by_scan(client, auth, emulator)
+    assert client.post("/api/bot/logout", headers=auth).status_code == 202
+    wait_for_state(client, auth, "needs_login")
+    wait_for(lambda: False, timeout=1.5)  # well past the grace time
+    assert alerts(client, auth)["incidents"] == [] and receiver.requests == []
+
+
+def test_needs_login_opens_at_once(make_app, run_bot, emulator, receiver, auth):
+    app = make_app(WECHAT_BASE_URL=emulator.base_url, BOT_QR_MAX_REFRESH=0,
+                   **dict(FAST_ALERTS, ALERT_GRACE_SECONDS=600), **channel_config(receiver))
+    client = app.test_client()
+    run_bot(app)
+    wait_for_state(client, auth, "waiting_for_scan")
+    emulator.expire_qr()
+    wait_for_state(client, auth, "needs_login")
+    assert wait_for(lambda: alerts(client, auth)["open"], timeout=5)
+    assert alerts(client, auth)["incidents"][0]["kind"] == "needs_login"
+    assert wait_for(lambda: len(receiver.accepted()) == 4, timeout=10)
+
+
+# -- the rules on a written history (no bot): reminders, flapping, mail ------------------------
+def write_history(app, *events, state=None):
+    with app.app_context():
+        for old, new, actor, reason in events:
+            db.session.add(BotEvent(from_state=old, to_state=new, actor=actor, reason=reason, at=utcnow()))
+        row = db.session.get(BotState, STATE_ROW_ID) or BotState(id=STATE_ROW_ID)
+        row.state, row.reason, row.since = state or events[-1][1], events[-1][3], utcnow()
+        db.session.add(row)
+        db.session.commit()
+
+
+def outbox_keys(app) -> list[str]:
+    from geekai.outbox import OutboxMessage
+
+    with app.app_context():
+        return sorted(db.session.execute(db.select(OutboxMessage.idempotency_key)).scalars())
+
+
+def test_one_alert_a_reminder_after_the_interval_and_one_recovery(make_app):
+    app = make_app(ALERT_WEBHOOK_URL="http://127.0.0.1:9/hook", ALERT_GRACE_SECONDS=0, ALERT_REMIND_SECONDS=0.3)
+    write_history(app, ("waiting_for_confirm", "logged_in", "bot", "logged in as GeekAI"),
+                  ("logged_in", "retrying", "bot", "lost the connection to WeChat"))
+    assert incidents.evaluate(app) == "opened down"
+    assert incidents.evaluate(app) == ""  # deduplicated
+    wait_for(lambda: False, timeout=0.35)
+    assert incidents.evaluate(app) == "reminded"
+    assert incidents.evaluate(app) == ""
+    write_history(app, ("retrying", "starting", "bot", "connecting"), ("starting", "logged_in", "bot", "back"))
+    assert incidents.evaluate(app) == "closed"
+    assert incidents.evaluate(app) == ""
+    assert outbox_keys(app) == ["incident-1-opened-webhook", "incident-1-reminder1-webhook",
+                                "incident-1-resolved-webhook"]
+
+
+def test_three_watchdog_restarts_in_an_hour_are_an_incident(make_app):
+    app = make_app(ALERT_WEBHOOK_URL="http://127.0.0.1:9/hook", ALERT_GRACE_SECONDS=60)
+    restart = ("logged_in", "retrying", "watchdog", "watchdog: no sync with WeChat for 50 s (limit 45 s)")
+    back = ("starting", "logged_in", "bot", "logged in as GeekAI")
+    write_history(app, back, restart, back, restart, back)
+    assert incidents.evaluate(app) == ""  # two restarts, each back at once
+    write_history(app, restart, back)
+    assert incidents.evaluate(app) == "opened flapping"
+    assert incidents.evaluate(app) == ""  # logged in, but the restarts are too recent to call it over
+    with app.app_context():
+        db.session.execute(db.update(BotEvent).values(at=utcnow().replace(year=2000)))
+        db.session.commit()
+    assert incidents.evaluate(app) == "closed"
+    assert incidents.evaluate(app) == ""  # the same restarts do not open a second incident
+
+
+def test_mail_channel(make_app):
+    smtp = FakeSMTPServer().start()
+    try:
+        app = make_app(ALERT_SMTP_URL=f"smtp://alerts:secret-pass@127.0.0.1:{smtp.port}",
+                       ALERT_EMAIL_TO="ops@example.com, oncall@example.com", ALERT_GRACE_SECONDS=0)
+        write_history(app, ("logged_in", "error", "bot", "wxpy is not installed"))
+        assert incidents.evaluate(app) == "opened error"
+        from geekai import outbox
+        assert outbox.deliver_due(app) == 1
+        mail = smtp.messages[0]
+        assert mail["to"] == ["ops@example.com", "oncall@example.com"]
+        assert b"Subject: geekai: WeChat bot has failed (incident #1)" in mail["data"]
+        assert b"wxpy is not installed" in mail["data"] and smtp.logins == ["alerts"]
+        client = app.test_client()
+        shown = client.get("/api/alerts", headers={"Authorization": "Bearer test-token-0123456789"}).get_json()
+        assert shown["channels"] == ["email"]
+        assert "secret-pass" not in json.dumps(shown)
+    finally:
+        smtp.stop()
+
+
+def test_alerts_api_needs_an_admin(client):
+    assert client.get("/api/alerts").status_code == 401
+
+
+def test_test_alert_and_retry_by_hand(make_app, receiver, auth):
+    app = make_app(ALERT_FEISHU_URL=receiver.url, OUTBOX_MAX_ATTEMPTS=1)
+    client = app.test_client()
+    receiver.mode = "error"
+    queued = client.post("/api/alerts/test", headers=auth)
+    assert queued.status_code == 202
+    from geekai import outbox
+    outbox.deliver_due(app)
+    message_id = queued.get_json()["deliveries"][0]["id"]
+    with app.app_context():
+        assert db.session.get(outbox.OutboxMessage, message_id).status == "failed"
+    receiver.mode = "ok"
+    assert client.post(f"/api/alerts/deliveries/{message_id}/retry", headers=auth).status_code == 202
+    assert outbox.deliver_due(app) == 1
+    assert "test alert" in WebhookReceiver.json(receiver.accepted()[0])["content"]["text"]
+    assert client.post(f"/api/alerts/deliveries/{message_id}/retry", headers=auth).status_code == 409
+
+
+@pytest.mark.parametrize("key, value", [
+    ("ALERT_SMTP_URL", "http://mail.example.com"),
+    ("ALERT_EMAIL_TO", "not an address"),
+    ("ALERT_REMIND_SECONDS", -1),
+    ("PUBLIC_URL", "bot.example.com"),
+])
+def test_bad_alert_config_names_the_key(make_app, key, value):
+    from geekai.config import ConfigError
+
+    with pytest.raises(ConfigError, match=key):
+        make_app(**{key: value})
