@@ -22,11 +22,13 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
 
     from . import config, db, instance_secrets, models  # noqa: F401 (models: tables for create_all)
     from . import alerts, outbox  # noqa: F401 (their tables, for create_all)
+    from .payments import init_app as init_payments
     from .web import init_app as init_web
     from .web import metrics
 
     config.load(app, test_config)
     instance_secrets.ensure(app)
+    init_payments(app)  # before db.init_app: its tables must exist for create_all
     db.init_app(app)
     init_web(app)
     metrics.init_app(app)

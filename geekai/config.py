@@ -34,6 +34,15 @@ DEFAULTS: dict[str, Any] = {
     "ALERT_CHECK_SECONDS": 2,
     "PUBLIC_URL": "http://127.0.0.1:5000",
     "METRICS": "open",
+    # Payments and the outbox (geekai/payments, geekai/outbox.py).
+    "ORDER_TTL_SECONDS": 1800,
+    "ORDER_EXPIRY_GRACE_SECONDS": 60,
+    "ORDER_EXPIRY_CHECK_SECONDS": 15,
+    "OUTBOX_INTERVAL_SECONDS": 2,
+    "OUTBOX_TIMEOUT_SECONDS": 10,
+    "OUTBOX_RETRY_FIRST_SECONDS": 2,
+    "OUTBOX_RETRY_MAX_SECONDS": 600,
+    "OUTBOX_MAX_ATTEMPTS": 20,
     # Live status pages (server-sent event streams) open at once; each holds a server thread.
     "STREAM_MAX_CLIENTS": 8,
     # Reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (0: none).
@@ -163,6 +172,15 @@ RULES: dict[str, Rule] = {
     "ALERT_SMTP_URL": Rule(_optional_smtp_url, "a URL such as smtp://user:password@host:587 or smtps://user:password@host:465"),
     "ALERT_EMAIL_TO": Rule(_optional_addresses, "one or more mail addresses separated by commas"),
     "PAYMENT_CALLBACK_URL": Rule(_optional_http_url, "an http(s) URL"),
+    "PAYMENT_CALLBACK_SECRET": Rule(_secret, "a string of at least 8 characters"),
+    "ORDER_TTL_SECONDS": Rule(_seconds(10), "a number of seconds >= 10"),
+    "ORDER_EXPIRY_GRACE_SECONDS": Rule(_seconds(0), "a number of seconds >= 0"),
+    "ORDER_EXPIRY_CHECK_SECONDS": Rule(_seconds(0.05), "a number of seconds >= 0.05"),
+    "OUTBOX_INTERVAL_SECONDS": Rule(_seconds(0.05), "a number of seconds >= 0.05"),
+    "OUTBOX_TIMEOUT_SECONDS": Rule(_seconds(0.1), "a number of seconds >= 0.1"),
+    "OUTBOX_RETRY_FIRST_SECONDS": Rule(_seconds(0.01), "a number of seconds >= 0.01"),
+    "OUTBOX_RETRY_MAX_SECONDS": Rule(_seconds(0.01), "a number of seconds >= 0.01"),
+    "OUTBOX_MAX_ATTEMPTS": Rule(_count, "a whole number >= 0"),
 }
 
 

@@ -1,0 +1,205 @@
+"""Orders, matching, manual claims, expiry and the callback events they cause.
+
+Every state change is a conditional UPDATE (`... WHERE status = 'pending'`) whose row count says
+who won, so several processes (or threads) on one database credit an order once without locks.
+Callback events are queued in the outbox inside the same transaction as the change they report.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+
+from flask import current_app
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from .. import outbox
+from ..db import db, isoformat, utcnow
+from .models import CLAIMED, EXPIRED, MATCHED, PAID, PENDING, UNCLAIMED, Order, Payment, new_code
+
+logger = logging.getLogger(__name__)
+
+SECRET_KEY_NAME = "PAYMENT_CALLBACK_SECRET"
+MAX_AMOUNT_CENTS = 10**12
+_NOTE_NOISE = re.compile(r"[\s\-_·.,:：，。]+")
+
+
+class ClaimRefused(Exception):
+    """A claim that cannot be made; `status` is the HTTP status that says why (404, 409)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+# ----- amounts -----------------------------------------------------------------------------
+
+def parse_amount(value) -> int:
+    """Decimal text ("12.00", "0.5") or a whole number of yuan as integer cents; ValueError else."""
+    if isinstance(value, bool) or isinstance(value, float) or value is None:
+        raise ValueError("amount must be a decimal string such as \"12.00\"")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError("amount must be a decimal string such as \"12.00\"") from None
+    if not amount.is_finite() or amount.as_tuple().exponent < -2:
+        raise ValueError("amount must have at most 2 decimals")
+    cents = int(amount * 100)
+    if not 0 < cents < MAX_AMOUNT_CENTS:
+        raise ValueError("amount must be positive")
+    return cents
+
+
+# ----- events ------------------------------------------------------------------------------
+
+def emit(event_type: str, key: str, data: dict) -> None:
+    """Queue a signed callback event in the caller's transaction (no-op without a callback URL)."""
+    url = current_app.config.get("PAYMENT_CALLBACK_URL")
+    if not url:
+        return
+    body = {"id": key, "type": event_type, "created_at": isoformat(utcnow()), "data": data}
+    outbox.enqueue(event_type, "http", url, body, key=key, sign_with=SECRET_KEY_NAME)
+
+
+def emit_order(event_type: str, order: Order) -> None:
+    payment = db.session.get(Payment, order.payment_id) if order.payment_id else None
+    emit(event_type, f"{event_type}:{order.id}", {"order": order.to_dict(payment)})
+
+
+# ----- orders ------------------------------------------------------------------------------
+
+def create_order(amount_cents: int, reference: str, ttl_seconds: float) -> Order:
+    """A pending order with a fresh code (commits)."""
+    for _ in range(10):
+        order = Order(code=new_code(), amount_cents=amount_cents, reference=reference, status=PENDING,
+                      created_at=utcnow(), expires_at=utcnow() + timedelta(seconds=ttl_seconds))
+        db.session.add(order)
+        try:
+            db.session.commit()
+            return order
+        except IntegrityError:  # the code is taken: draw another
+            db.session.rollback()
+    raise RuntimeError("could not draw a free order code")
+
+
+def normalize_note(note: str) -> str:
+    """Upper-case, full-width folded, separators removed: "ord-7f3k 9a" -> "ORD7F3K9A"."""
+    return _NOTE_NOISE.sub("", unicodedata.normalize("NFKC", note or "")).upper()
+
+
+def match_order(payment: Payment) -> Order | None:
+    """Mark the pending order whose code is in the note and whose amount is the payment's as paid.
+
+    Runs inside the caller's transaction (the one that inserted the payment).
+    """
+    text = normalize_note(payment.note)
+    if not text:
+        return None
+    candidates = db.session.execute(
+        db.select(Order).where(Order.status == PENDING, Order.amount_cents == payment.amount_cents,
+                               Order.expires_at >= payment.received_at).order_by(Order.id)
+    ).scalars().all()
+    for order in candidates:
+        if order.code in text and _mark_paid(order, payment):
+            payment.status, payment.order_id = MATCHED, order.id
+            return order
+    return None
+
+
+def _mark_paid(order: Order, payment: Payment) -> bool:
+    """Conditional UPDATE: True only for the one caller that moved the order from pending to paid."""
+    result = db.session.execute(
+        update(Order).where(Order.id == order.id, Order.status == PENDING)
+        .values(status=PAID, payment_id=payment.id, paid_at=utcnow()),
+        execution_options={"synchronize_session": False},
+    )
+    if result.rowcount != 1:
+        return False
+    db.session.refresh(order)
+    return True
+
+
+def claim(tx_id: str, claimed_by: str, order_id: int | None = None) -> tuple[Payment, Order | None]:
+    """Claim an unclaimed payment by hand, optionally paying an order with it (commits)."""
+    payment = db.session.execute(db.select(Payment).where(Payment.tx_id == tx_id)).scalar_one_or_none()
+    if payment is None:
+        raise ClaimRefused(404, f"no payment with transaction id {tx_id}")
+    result = db.session.execute(
+        update(Payment).where(Payment.id == payment.id, Payment.status == UNCLAIMED)
+        .values(status=CLAIMED, claimed_at=utcnow(), claimed_by=claimed_by, order_id=order_id),
+        execution_options={"synchronize_session": False},
+    )
+    if result.rowcount != 1:
+        db.session.rollback()
+        db.session.refresh(payment)
+        raise ClaimRefused(409, _already(payment))
+    order = None
+    if order_id is not None:
+        order = db.session.get(Order, order_id)
+        problem = _order_problem(order, payment)
+        if problem or not _mark_paid(order, payment):
+            db.session.rollback()
+            raise ClaimRefused(409 if order is not None else 404, problem or f"order {order_id} is no longer pending")
+        emit_order("order.paid", order)
+    db.session.commit()
+    db.session.refresh(payment)
+    return payment, order
+
+
+def _already(payment: Payment) -> str:
+    if payment.status == MATCHED:
+        return f"payment {payment.tx_id} was already credited to order {payment.order_id} automatically"
+    return (f"payment {payment.tx_id} was already claimed at {isoformat(payment.claimed_at)}"
+            f" by {payment.claimed_by or 'someone'}")
+
+
+def _order_problem(order: Order | None, payment: Payment) -> str | None:
+    if order is None:
+        return "no such order"
+    if order.status != PENDING:
+        return f"order {order.id} is {order.status}, not pending"
+    if order.amount_cents != payment.amount_cents:
+        return f"order {order.id} is for a different amount than payment {payment.tx_id}"
+    return None
+
+
+def expire_orders(app, limit: int = 200) -> int:
+    """Periodic job: pending orders past their expiry (plus grace) become expired; return how many."""
+    expired = 0
+    with app.app_context():
+        grace = timedelta(seconds=app.config.get("ORDER_EXPIRY_GRACE_SECONDS", 60))
+        due = db.session.execute(
+            db.select(Order.id).where(Order.status == PENDING, Order.expires_at <= utcnow() - grace)
+            .order_by(Order.id).limit(limit)).scalars().all()
+        db.session.commit()
+        for order_id in due:
+            result = db.session.execute(
+                update(Order).where(Order.id == order_id, Order.status == PENDING).values(status=EXPIRED),
+                execution_options={"synchronize_session": False},
+            )
+            if result.rowcount == 1:
+                emit_order("order.expired", db.session.get(Order, order_id, populate_existing=True))
+                expired += 1
+            db.session.commit()
+    if expired:
+        logger.info("%d orders expired", expired)
+    return expired
+
+
+@dataclass(frozen=True)
+class Income:
+    count: int
+    cents: int
+
+
+def income_since(moment) -> Income:
+    """Accepted payments received since `moment` (naive UTC)."""
+    count, cents = db.session.execute(
+        db.select(db.func.count(Payment.id), db.func.coalesce(db.func.sum(Payment.amount_cents), 0))
+        .where(Payment.received_at >= moment)).one()
+    return Income(count, cents)
+

@@ -1,0 +1,331 @@
+"""Payments over HTTP: the ledger, orders, claims and callback deliveries (JSON API and admin pages)."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, time, timedelta, timezone
+
+from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
+
+from .. import outbox
+from ..db import db, isoformat, utcnow
+from ..outbox import OutboxMessage
+from ..payments import ledger
+from ..payments.models import ORDER_STATUSES, PAYMENT_STATUSES, Order, Payment, PaymentNotice
+from ..payments.parser import amount_to_str
+from . import csrf, i18n
+from .auth import actor, admin_required, is_admin
+
+api = Blueprint("payments_api", __name__, url_prefix="/api")
+pages = Blueprint("payments_pages", __name__)
+
+MAX_PAGE = 1000
+# WeChat Pay personal receipts are a mainland-China thing: "today" is a day in China (UTC+8, no DST).
+CHINA = timezone(timedelta(hours=8), "CST")
+NOTICE_STATUSES = ("received", "accepted", "duplicate", "rejected", "ignored", "unparsed")
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
+
+TEXT = {
+    "nav_status": {"zh": "状态", "en": "Status"},
+    "nav_payments": {"zh": "收款", "en": "Payments"},
+    "nav_orders": {"zh": "订单", "en": "Orders"},
+    "nav_deliveries": {"zh": "回调投递", "en": "Deliveries"},
+    "income_today": {"zh": "今日收入", "en": "Income today"},
+    "income_7d": {"zh": "近 7 天收入", "en": "Income, last 7 days"},
+    "payments_count": {"zh": "{n} 笔", "en": "{n} payments"},
+    "filter": {"zh": "筛选", "en": "Filter"},
+    "all": {"zh": "全部", "en": "All"},
+    "from_date": {"zh": "开始日期", "en": "From"},
+    "to_date": {"zh": "结束日期", "en": "To"},
+    "export_csv": {"zh": "导出 CSV", "en": "Export CSV"},
+    "tx_id": {"zh": "交易单号", "en": "Transaction id"},
+    "amount": {"zh": "金额", "en": "Amount"},
+    "note": {"zh": "付款方备注", "en": "Payer's note"},
+    "status": {"zh": "状态", "en": "Status"},
+    "received_at": {"zh": "到账时间", "en": "Received at"},
+    "order": {"zh": "订单", "en": "Order"},
+    "notices": {"zh": "未入账的通知（伪造、无法解析、重复、忽略）", "en": "Notices not booked (forged, unparsed, duplicate, ignored)"},
+    "sender": {"zh": "发送者", "en": "Sender"},
+    "raw": {"zh": "原始内容", "en": "Raw content"},
+    "code": {"zh": "付款码", "en": "Code"},
+    "reference": {"zh": "业务单号", "en": "Reference"},
+    "expires_at": {"zh": "过期时间", "en": "Expires at"},
+    "topic": {"zh": "事件", "en": "Event"},
+    "target": {"zh": "地址", "en": "Target"},
+    "attempts": {"zh": "尝试次数", "en": "Attempts"},
+    "next_attempt": {"zh": "下次尝试", "en": "Next attempt"},
+    "last_error": {"zh": "最近错误", "en": "Last error"},
+    "retry": {"zh": "重试", "en": "Retry"},
+    "none_yet": {"zh": "暂无记录", "en": "Nothing yet"},
+    "unclaimed": {"zh": "未认领", "en": "unclaimed"},
+    "matched": {"zh": "已匹配订单", "en": "matched"},
+    "claimed": {"zh": "已手动认领", "en": "claimed"},
+    "pending": {"zh": "待处理", "en": "pending"},
+    "paid": {"zh": "已支付", "en": "paid"},
+    "expired": {"zh": "已过期", "en": "expired"},
+    "delivered": {"zh": "已送达", "en": "delivered"},
+    "failed": {"zh": "失败", "en": "failed"},
+    "received": {"zh": "已接收", "en": "received"},
+    "accepted": {"zh": "已入账", "en": "accepted"},
+    "duplicate": {"zh": "重复", "en": "duplicate"},
+    "rejected": {"zh": "已拒绝", "en": "rejected"},
+    "ignored": {"zh": "已忽略", "en": "ignored"},
+    "unparsed": {"zh": "无法解析", "en": "unparsed"},
+}
+
+
+def init_app(app) -> None:
+    """Register the payment API and pages, and their texts."""
+    for key, value in TEXT.items():
+        i18n.TEXT.setdefault(key, value)
+    app.register_blueprint(api)
+    app.register_blueprint(pages)
+
+
+def _error(status: int, message: str):
+    response = jsonify(error=message)
+    response.status_code = status
+    return response
+
+
+def _limit() -> int:
+    return min(MAX_PAGE, max(1, request.args.get("limit", 100, type=int)))
+
+
+def _moment(name: str) -> datetime | None:
+    """A query parameter as naive UTC: ISO time (Z or offset; naive = UTC) or a date (a China day)."""
+    value = request.args.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+", 1) if "T" in value else value)
+    except ValueError:
+        abort(_error(400, f"{name} must be an ISO 8601 time such as 2024-09-10T08:00:00Z or a date"))
+    if "T" not in value and len(value) <= 10:  # a date: that day in China
+        moment = moment.replace(tzinfo=CHINA)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def _choice(name: str, options) -> str | None:
+    value = request.args.get(name) or None
+    if value is not None and value not in options:
+        abort(_error(400, f"{name} must be one of {', '.join(options)}"))
+    return value
+
+
+def payments_query():
+    """The ledger filtered by ?status=, ?since= (stored at or after), ?until=, ?after_id=."""
+    query = db.select(Payment)
+    status = _choice("status", PAYMENT_STATUSES)
+    since, until = _moment("since"), _moment("until")
+    if status:
+        query = query.where(Payment.status == status)
+    if since:
+        query = query.where(Payment.recorded_at >= since)
+    if until:
+        query = query.where(Payment.recorded_at < until)
+    after_id = request.args.get("after_id", type=int)
+    if after_id is not None:
+        query = query.where(Payment.id > after_id)
+    return query
+
+
+# ----- JSON API ----------------------------------------------------------------------------
+
+@api.get("/payments")
+@admin_required
+def list_payments():
+    """The ledger, oldest first (for pulling); `next_after_id` continues the pull."""
+    limit = _limit()
+    rows = db.session.execute(payments_query().order_by(Payment.id).limit(limit + 1)).scalars().all()
+    page = rows[:limit]
+    return jsonify(payments=[p.to_dict() for p in page],
+                   next_after_id=page[-1].id if len(rows) > limit else None)
+
+
+@api.get("/payments/notices")
+@admin_required
+def list_notices():
+    """Incoming notices, newest first: ?status=rejected|unparsed|... (raw XML with ?content=1)."""
+    status = _choice("status", NOTICE_STATUSES)
+    query = db.select(PaymentNotice).order_by(PaymentNotice.id.desc()).limit(_limit())
+    if status:
+        query = query.where(PaymentNotice.status == status)
+    with_content = request.args.get("content") in ("1", "true")
+    return jsonify(notices=[n.to_dict(with_content) for n in db.session.execute(query).scalars()])
+
+
+@api.post("/payments/<tx_id>/claim")
+@admin_required
+def claim_payment(tx_id: str):
+    """Claim a payment by hand (optionally for an order); a second claim answers 409."""
+    body = request.get_json(silent=True) or request.form or {}
+    order_id = body.get("order_id")
+    if order_id is not None and (isinstance(order_id, bool) or not str(order_id).isdigit()):
+        return _error(400, "order_id must be an order id (a whole number)")
+    claimed_by = str(body.get("claimed_by") or body.get("reference") or actor())[:200]
+    try:
+        payment, order = ledger.claim(tx_id, claimed_by, int(order_id) if order_id is not None else None)
+    except ledger.ClaimRefused as refused:
+        return _error(refused.status, str(refused))
+    return jsonify(payment=payment.to_dict(), order=order.to_dict(payment) if order else None)
+
+
+@api.post("/orders")
+@admin_required
+def create_order():
+    """{"amount": "12.00", "reference": "..."} -> a pending order with a code for the payer's note."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return _error(400, 'send JSON such as {"amount": "12.00", "reference": "order-42"}')
+    try:
+        cents = ledger.parse_amount(body.get("amount"))
+    except ValueError as exc:
+        return _error(400, str(exc))
+    reference = body.get("reference") or ""
+    if not isinstance(reference, str) or len(reference) > 200:
+        return _error(400, "reference must be a string of at most 200 characters")
+    ttl = body.get("ttl_seconds", current_app.config.get("ORDER_TTL_SECONDS", 1800))
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 10 <= ttl <= 30 * 86400:
+        return _error(400, "ttl_seconds must be a number of seconds between 10 and 2592000")
+    order = ledger.create_order(cents, reference, ttl)
+    response = jsonify(order.to_dict())
+    response.status_code = 201
+    response.headers["Location"] = url_for(".get_order", order_id=order.id)
+    return response
+
+
+@api.get("/orders/<int:order_id>")
+@admin_required
+def get_order(order_id: int):
+    order = db.session.get(Order, order_id)
+    if order is None:
+        return _error(404, f"no order {order_id}")
+    payment = db.session.get(Payment, order.payment_id) if order.payment_id else None
+    return jsonify(order.to_dict(payment))
+
+
+@api.get("/orders")
+@admin_required
+def list_orders():
+    status = _choice("status", ORDER_STATUSES)
+    query = db.select(Order).order_by(Order.id.desc()).limit(_limit())
+    if status:
+        query = query.where(Order.status == status)
+    return jsonify(orders=[o.to_dict() for o in db.session.execute(query).scalars()])
+
+
+@api.get("/deliveries")
+@admin_required
+def list_deliveries():
+    """Outbox messages (callbacks and alerts), newest first: ?status=, ?topic= (prefix)."""
+    status = _choice("status", DELIVERY_STATUSES)
+    query = db.select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(_limit())
+    if status:
+        query = query.where(OutboxMessage.status == status)
+    if request.args.get("topic"):
+        query = query.where(OutboxMessage.topic.startswith(request.args["topic"], autoescape=True))
+    return jsonify(deliveries=[m.to_dict() for m in db.session.execute(query).scalars()])
+
+
+@api.post("/deliveries/<int:message_id>/retry")
+@admin_required
+def retry_delivery(message_id: int):
+    """Send a pending or failed delivery again now."""
+    message = db.session.get(OutboxMessage, message_id)
+    if message is None:
+        return _error(404, f"no delivery {message_id}")
+    if not outbox.retry(message_id):
+        return _error(409, f"delivery {message_id} was already delivered")
+    return jsonify(db.session.get(OutboxMessage, message_id, populate_existing=True).to_dict())
+
+
+# ----- admin pages -------------------------------------------------------------------------
+
+def _admin_page():
+    if not is_admin():
+        return redirect(url_for("auth.login"))
+    return None
+
+
+def china_day_start(days_ago: int = 0) -> datetime:
+    """Midnight in China `days_ago` days back, as naive UTC."""
+    today = datetime.now(CHINA).date() - timedelta(days=days_ago)
+    return datetime.combine(today, time(), CHINA).astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _local(moment: datetime | None) -> str:
+    return "" if moment is None else moment.replace(tzinfo=timezone.utc).astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@pages.get("/payments")
+def payments_page():
+    """The ledger with filters, today's and 7 days' income, and the notices not booked."""
+    if (login := _admin_page()) is not None:
+        return login
+    rows = db.session.execute(payments_query().order_by(Payment.id.desc()).limit(500)).scalars().all()
+    notices = db.session.execute(
+        db.select(PaymentNotice).where(PaymentNotice.status != "accepted")
+        .order_by(PaymentNotice.id.desc()).limit(100)).scalars().all()
+    return render_template("payments.html", admin=True, payments=rows, notices=notices,
+                           today=ledger.income_since(china_day_start(0)),
+                           week=ledger.income_since(china_day_start(6)),
+                           statuses=PAYMENT_STATUSES, args=request.args, money=amount_to_str, local=_local)
+
+
+@pages.get("/payments.csv")
+def payments_csv():
+    """The filtered ledger as CSV (UTF-8 with BOM, so Excel reads the Chinese notes)."""
+    if (login := _admin_page()) is not None:
+        return login
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out)
+    writer.writerow(["tx_id", "amount", "note", "status", "received_at", "recorded_at", "order_id", "claimed_by"])
+    for p in db.session.execute(payments_query().order_by(Payment.id)).scalars():
+        writer.writerow([p.tx_id, amount_to_str(p.amount_cents), _csv_safe(p.note), p.status,
+                         isoformat(p.received_at), isoformat(p.recorded_at), p.order_id or "", _csv_safe(p.claimed_by or "")])
+    stamp = utcnow().strftime("%Y%m%d-%H%M%S")
+    return Response(out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f"attachment; filename=payments-{stamp}.csv"})
+
+
+def _csv_safe(text: str) -> str:
+    """Payers write the note: keep a spreadsheet from running it as a formula."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@pages.get("/orders")
+def orders_page():
+    if (login := _admin_page()) is not None:
+        return login
+    status = _choice("status", ORDER_STATUSES)
+    query = db.select(Order).order_by(Order.id.desc()).limit(500)
+    if status:
+        query = query.where(Order.status == status)
+    return render_template("orders.html", admin=True, orders=db.session.execute(query).scalars().all(),
+                           statuses=ORDER_STATUSES, args=request.args, money=amount_to_str, local=_local)
+
+
+@pages.get("/deliveries")
+def deliveries_page():
+    if (login := _admin_page()) is not None:
+        return login
+    status = _choice("status", DELIVERY_STATUSES)
+    query = db.select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(500)
+    if status:
+        query = query.where(OutboxMessage.status == status)
+    return render_template("deliveries.html", admin=True, deliveries=db.session.execute(query).scalars().all(),
+                           statuses=DELIVERY_STATUSES, args=request.args, local=_local, redact=outbox.redact)
+
+
+@pages.post("/deliveries/<int:message_id>/retry")
+def retry_delivery_form(message_id: int):
+    """The page's retry button (a form post with the CSRF token)."""
+    if not is_admin():
+        abort(401)
+    csrf.protect()
+    outbox.retry(message_id)
+    return redirect(url_for(".deliveries_page", status=request.args.get("status") or None))
