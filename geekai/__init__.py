@@ -22,6 +22,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
 
     from . import config, db, instance_secrets, models  # noqa: F401 (models: tables for create_all)
     from . import alerts, outbox  # noqa: F401 (their tables, for create_all)
+    from .cli import init_app as init_cli
     from .payments import init_app as init_payments
     from .web import init_app as init_web
     from .web import metrics
@@ -33,6 +34,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     init_web(app)
     metrics.init_app(app)
     alerts.init_app(app)
+    init_cli(app)
     if os.environ.get("FLASK_RUN_FROM_CLI") == "true":
         from .bot.runtime import start_under_flask_run
         start_under_flask_run(app)

@@ -1,0 +1,236 @@
+"""The `bot` CLI against a served app (CliRunner) and against the real `python app.py`."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pyqrcode
+import pytest
+from werkzeug.serving import make_server
+
+from conftest import API_TOKEN, ROOT_DIR, log_in_by_scan, wait_for, wait_for_state
+from test_server import Service
+
+from geekai.__main__ import main
+from geekai.cli import bot, qr_modules, render_qr
+
+
+@pytest.fixture
+def serve():
+    """Serve apps over real HTTP in threads; return their URLs."""
+    servers = []
+
+    def start(app) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+@pytest.fixture
+def cli(app, monkeypatch):
+    """Run `flask bot ...` through the app's CLI runner, as `flask --app app bot ...` would."""
+    monkeypatch.delenv("GEEKAI_URL", raising=False)
+    monkeypatch.delenv("GEEKAI_API_TOKEN", raising=False)
+    runner = app.test_cli_runner()
+
+    def run(*args, url=None, token=API_TOKEN):
+        env = {"GEEKAI_URL": url} if url else {}
+        if token:
+            env["GEEKAI_API_TOKEN"] = token
+        return runner.invoke(args=["bot", *args], env=env)
+
+    return run
+
+
+def closed_port_url() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_status_says_clearly_when_the_service_is_not_running(cli):
+    result = cli("status", url=closed_port_url())
+    assert result.exit_code == 2
+    assert "the service is not running at http://127.0.0.1:" in result.output
+
+
+def test_status_with_a_refused_token_exits_2(cli, app, serve):
+    result = cli("status", url=serve(app), token="wrong-token-123")
+    assert result.exit_code == 2 and "refused the API token" in result.output
+
+
+def test_status_not_logged_in_exits_1(cli, app, serve):
+    result = cli("status", url=serve(app))
+    assert result.exit_code == 1 and result.output.startswith("stopped")
+    as_json = cli("status", "--json", url=serve(app))
+    assert as_json.exit_code == 1 and json.loads(as_json.output)["state"] == "stopped"
+
+
+def test_status_error_exits_2(cli, app, serve):
+    from geekai.bot.store import StateStore
+
+    StateStore(app).transition("starting", "error", "wxpy is not installed")
+    result = cli("status", url=serve(app))
+    assert result.exit_code == 2 and "error: wxpy is not installed" in result.output
+
+
+def test_token_is_read_from_the_instance_folder(app, serve, monkeypatch):
+    """`python -m geekai` builds no app: the token comes from instance/secrets.json."""
+    from click.testing import CliRunner
+
+    from geekai.instance_secrets import secrets_path, write_private
+
+    write_private(secrets_path(app.instance_path), json.dumps({"API_TOKEN": API_TOKEN}).encode())
+    monkeypatch.delenv("GEEKAI_API_TOKEN", raising=False)
+    result = CliRunner().invoke(main, ["bot", "--url", serve(app), "--instance", app.instance_path, "status"])
+    assert result.exit_code == 1, result.output
+    refused = CliRunner().invoke(main, ["bot", "--url", serve(app), "--instance", "/nonexistent", "status"])
+    assert refused.exit_code == 2
+
+
+def test_login_wait_prints_the_qr_and_exits_0_when_logged_in(make_app, run_bot, emulator, serve, auth):
+    app = make_app(WECHAT_BASE_URL=emulator.base_url)
+    runner = app.test_cli_runner()
+    run_bot(app)
+    url = serve(app)
+    client = app.test_client()
+
+    def phone():
+        wait_for(lambda: emulator.qr_uuid is not None and client.get("/api/bot", headers=auth)
+                 .get_json()["state"] == "waiting_for_scan", timeout=10)
+        wait_for(lambda: False, timeout=1.5)  # let the CLI poll and print the QR
+        emulator.scan()
+        emulator.confirm()
+
+    threading.Thread(target=phone, daemon=True).start()
+    result = runner.invoke(args=["bot", "login", "--wait", "--timeout", "20"],
+                           env={"GEEKAI_URL": url, "GEEKAI_API_TOKEN": API_TOKEN})
+    assert result.exit_code == 0, result.output
+    assert "█" in result.output and "scan this QR" in result.output
+    assert "logged in as" in result.output
+    again = runner.invoke(args=["bot", "login"], env={"GEEKAI_URL": url, "GEEKAI_API_TOKEN": API_TOKEN})
+    assert again.exit_code == 0 and "already logged_in" in again.output
+    status = runner.invoke(args=["bot", "status"], env={"GEEKAI_URL": url, "GEEKAI_API_TOKEN": API_TOKEN})
+    assert status.exit_code == 0
+
+
+def test_login_times_out_with_exit_1(make_app, run_bot, emulator, serve):
+    app = make_app(WECHAT_BASE_URL=emulator.base_url)
+    run_bot(app)
+    result = app.test_cli_runner().invoke(args=["bot", "login", "--wait", "--timeout", "1"],
+                                          env={"GEEKAI_URL": serve(app), "GEEKAI_API_TOKEN": API_TOKEN})
+    assert result.exit_code == 1 and "timed out after 1 s" in result.output
+
+
+def test_login_without_a_bot_in_the_service_exits_2(cli, app, serve):
+    result = cli("login", url=serve(app))
+    assert result.exit_code == 2 and "does not run in this process" in result.output
+
+
+def test_logout_and_events(bot_app, run_bot, emulator, serve, auth):
+    run_bot(bot_app)
+    client = bot_app.test_client()
+    log_in_by_scan(client, auth, emulator)
+    env = {"GEEKAI_URL": serve(bot_app), "GEEKAI_API_TOKEN": API_TOKEN}
+    runner = bot_app.test_cli_runner()
+    result = runner.invoke(args=["bot", "logout"], env=env)
+    assert result.exit_code == 0 and result.output.startswith("needs_login")
+    events = runner.invoke(args=["bot", "events", "--limit", "2"], env=env)
+    lines = events.output.strip().splitlines()
+    assert events.exit_code == 0 and len(lines) == 2
+    assert "logged_in -> needs_login" in " ".join(lines[0].split()) and "api token" in lines[0]
+    as_json = json.loads(runner.invoke(args=["bot", "events", "--json", "--limit", "1"], env=env).output)
+    assert as_json[0]["to"] == "needs_login"
+
+
+@pytest.mark.parametrize("scale", [1, 3, 10])
+def test_qr_is_decoded_from_the_png_at_any_scale(scale):
+    code = pyqrcode.create("https://login.weixin.qq.com/l/gZ6v7-Pl9A==")
+    buffer = io.BytesIO()
+    code.png(buffer, scale=scale)
+    assert qr_modules(buffer.getvalue()) == [[bool(m) for m in row] for row in code.code]
+
+
+def test_qr_half_blocks_hold_two_rows_per_line():
+    code = pyqrcode.create("https://login.weixin.qq.com/l/abc")
+    buffer = io.BytesIO()
+    code.png(buffer, scale=4)
+    lines = render_qr(buffer.getvalue(), quiet=2).splitlines()
+    size = len(code.code) + 4
+    assert len(lines) == (size + 1) // 2 and all(len(line) == size for line in lines)
+    # Two light quiet rows make full cells; then the finder's all-dark top row over its
+    # dark-light-dark second row: light is drawn, so only the lower halves inside.
+    assert lines[0][:2] == "██" and lines[1][2:9] == " ▄▄▄▄▄ "
+    inverted = render_qr(buffer.getvalue(), invert=True, quiet=2).splitlines()
+    assert inverted[0][:2] == "  " and inverted[1][2:9] == "█▀▀▀▀▀█"
+
+
+# -- against the real service ------------------------------------------------------------------
+def run_cli(svc, *args, module=True, timeout=60):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEEKAI_")}
+    env.update({"GEEKAI_URL": svc.url, "GEEKAI_INSTANCE_PATH": str(svc.instance), "NO_PROXY": "127.0.0.1"})
+    command = [sys.executable, "-m", "geekai", "bot", *args] if module else \
+        [sys.executable, "-m", "flask", "--app", "app", "bot", *args]
+    return subprocess.Popen(command, cwd=ROOT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+@pytest.fixture
+def service(tmp_path):
+    started = []
+
+    def start(**env):
+        started.append(Service(tmp_path / "instance", **env))
+        return started[-1]
+
+    yield start
+    for svc in started:
+        if svc.proc.poll() is None:
+            svc.proc.kill()
+            svc.proc.wait()
+        svc.proc.stderr.close()
+
+
+def _answers(svc) -> bool:
+    try:
+        return bool(svc.get("/api/bot", svc.token()))
+    except OSError:
+        return False
+
+
+def test_against_the_running_service(service, emulator):
+    svc = service(GEEKAI_WECHAT_BASE_URL=emulator.base_url)
+    # The socket answers before the app is built; the token is written while it is built.
+    assert wait_for(lambda: (svc.instance / "secrets.json").exists() and _answers(svc), timeout=15)
+    status = run_cli(svc, "status")
+    out, _ = status.communicate(timeout=30)
+    assert status.returncode == 1, out
+
+    login = run_cli(svc, "login", "--wait", "--timeout", "30")
+    assert wait_for(lambda: emulator.qr_uuid is not None, timeout=15)
+    wait_for(lambda: False, timeout=1.5)  # the CLI shows the QR
+    emulator.scan()
+    emulator.confirm()
+    out, _ = login.communicate(timeout=40)
+    assert login.returncode == 0, out
+    assert "█" in out and "logged in as" in out
+
+    via_flask = run_cli(svc, "status", "--json", module=False)
+    out, _ = via_flask.communicate(timeout=30)
+    assert via_flask.returncode == 0, out
+    assert json.loads(out.strip().splitlines()[-1])["state"] == "logged_in"
+    svc.terminate()
+    gone = run_cli(svc, "status")
+    out, _ = gone.communicate(timeout=30)
+    assert gone.returncode == 2 and "not running" in out
