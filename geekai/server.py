@@ -6,6 +6,7 @@ until the app is ready, by which time the previous process's state row has been 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -64,16 +65,28 @@ def _raise_exit(signum, _frame):
     raise SystemExit(0)
 
 
-def serve(create, host: str, port: int, threads: int = 8) -> int:
+def _stop_serving(warming: WarmingApp, signum, frame):
+    # An open live page's event stream holds a thread, and waitress waits 5 s for its threads.
+    if warming.app is not None:
+        from .web.stream import end_streams
+        end_streams(warming.app)
+    _raise_exit(signum, frame)
+
+
+def serve(create, host: str, port: int, threads: int = 16) -> int:
     """Serve the app that create() builds until a signal; return the exit status."""
     from waitress.server import create_server
 
     warming = WarmingApp()
-    server = create_server(warming, host=host, port=port, threads=threads, ident="geekai")
+    # Live pages' event streams hold threads (at most STREAM_MAX_CLIENTS); the lookahead lets
+    # waitress notice a closed page, so that its stream ends and frees the thread.
+    server = create_server(warming, host=host, port=port, threads=threads, ident="geekai",
+                           channel_request_lookahead=1)
     bound_host, bound_port = server.getsockname()[:2]
     print(f"geekai: serving on http://{bound_host}:{bound_port}", file=sys.stderr, flush=True)
-    signal.signal(signal.SIGTERM, _raise_exit)
-    signal.signal(signal.SIGINT, _raise_exit)
+    stop = functools.partial(_stop_serving, warming)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     threading.Thread(target=warming.build, args=(create,), name="geekai-start", daemon=True).start()
     try:
         server.run()

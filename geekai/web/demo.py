@@ -1,0 +1,85 @@
+"""The simulated phone of demo mode: the page's buttons act on the built-in WeChat emulator.
+
+Only with BOT_BACKEND=demo, where the bot's real wxpy code logs in to an in-process emulator
+(geekai/bot/runtime.py). These routes play the phone's part; the bot side is unchanged.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+
+from flask import Blueprint, abort, current_app, jsonify, request
+
+from .auth import admin_required
+
+bp = Blueprint("demo", __name__, url_prefix="/api/demo")
+
+MAX_TEXT = 500
+CHAT_LENGTH = 20
+
+
+class PhoneChat:
+    """The texts this phone sent, newest last, so the panel can show them."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._texts = collections.deque(maxlen=CHAT_LENGTH)
+
+    def add(self, message_id: str, text: str) -> None:
+        with self._lock:
+            self._texts.append({"id": message_id, "text": text})
+
+    def texts(self) -> list[dict]:
+        with self._lock:
+            return list(self._texts)
+
+
+def demo_enabled(app) -> bool:
+    """Whether this process runs the demo emulator (and so shows the simulated phone)."""
+    return app.config["BOT_BACKEND"] == "demo" and "geekai.emulator" in app.extensions
+
+
+def emulator_or_404():
+    app = current_app
+    if not demo_enabled(app):
+        abort(404, description="the simulated phone exists only in demo mode (python app.py --demo)")
+    return app.extensions["geekai.emulator"]
+
+
+def phone_chat() -> PhoneChat:
+    return current_app.extensions.setdefault("geekai.demo_chat", PhoneChat())
+
+
+def phone_view(emulator) -> dict:
+    """What the panel shows: the phone's side of the login, and whether the bot got each text."""
+    snapshot = emulator.snapshot()
+    pending = snapshot["pending_messages"]
+    texts = phone_chat().texts()
+    # The emulator delivers in order, so all but the newest `pending` texts reached the bot.
+    for index, text in enumerate(texts):
+        text["delivered"] = index < len(texts) - pending
+    return {"phone": snapshot["state"], "texts": texts}
+
+
+@bp.get("/phone")
+@admin_required
+def phone():
+    return jsonify(phone_view(emulator_or_404()))
+
+
+@bp.post("/phone/<any(scan, confirm, expire, logout, send_text):action>")
+@admin_required
+def phone_action(action: str):
+    """Do what a person does on the phone; ok=false when the phone had nothing to act on."""
+    emulator = emulator_or_404()
+    if action == "send_text":
+        text = (request.form.get("text") or (request.get_json(silent=True) or {}).get("text") or "").strip()
+        if not text or len(text) > MAX_TEXT:
+            return jsonify(error=f"text must be 1 to {MAX_TEXT} characters"), 400
+        ok = emulator.state == "logged_in"
+        if ok:
+            phone_chat().add(emulator.send_text(text)["MsgId"], text)
+    else:
+        ok = {"scan": emulator.scan, "confirm": emulator.confirm, "expire": emulator.expire_qr,
+              "logout": emulator.logout}[action]()
+    return jsonify(ok=bool(ok), **phone_view(emulator))
