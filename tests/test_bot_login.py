@@ -234,3 +234,65 @@ def test_push_login_confirmed_on_phone(make_app, run_bot, auth):
             wait_for_state(again.test_client(), auth, "waiting_for_scan")
         finally:
             second.shutdown(grace=3)
+
+
+def test_logout_seen_only_in_webwxsync_is_recorded(bot_app, run_bot, auth, emulator, monkeypatch):
+    """A server that ends the session in webwxsync but keeps synccheck at 0 must not loop for ever."""
+    from geekai.bot import emulator as emulator_module
+
+    client = bot_app.test_client()
+    run_bot(bot_app)
+    log_in_by_scan(client, auth, emulator)
+    monkeypatch.setattr(emulator, "_synccheck",
+                        lambda q: (200, emulator_module.JS, 'window.synccheck={retcode:"0",selector:"2"}', []))
+    polls = emulator.request_counts["/cgi-bin/mmwebwx-bin/synccheck"]
+    # Once the long-poll in flight has ended, every synccheck is the patched one.
+    assert wait_for(lambda: emulator.request_counts["/cgi-bin/mmwebwx-bin/synccheck"] > polls + 2)
+    with emulator._cond:
+        emulator._end_session(emulator.session, "test")
+    wait_for_state(client, auth, "waiting_for_scan", timeout=15)
+    left = next(e for e in history(client, auth) if e["from"] == "logged_in")
+    assert "webwxsync Ret 1101" in left["reason"]
+
+
+def test_unusable_push_login_answer_falls_back_to_qr(bot_app, make_app, auth, emulator):
+    client = bot_app.test_client()
+    first = bot_runtime.install(bot_app)
+    first.replace_previous_state()
+    first.start()
+    log_in_by_scan(client, auth, emulator)
+    first.shutdown(grace=3)
+    emulator.logout()
+    emulator.set_fault("5xx", {"webwxpushloginurl"})
+    again = make_app(WECHAT_BASE_URL=emulator.base_url)
+    second = bot_runtime.install(again)
+    second.replace_previous_state()
+    second.start()
+    try:
+        wait_for_state(again.test_client(), auth, "waiting_for_scan")
+        assert emulator.request_counts["/cgi-bin/mmwebwx-bin/webwxpushloginurl"] >= 1
+    finally:
+        second.shutdown(grace=3)
+
+
+def test_cached_session_on_a_vanished_server_gives_way_to_a_qr(make_app, auth):
+    from geekai.bot.emulator import WeChatEmulator
+
+    with WeChatEmulator(login_poll_hold=0.2, synccheck_hold=0.2).start() as old:
+        app = make_app(WECHAT_BASE_URL=old.base_url)
+        first = bot_runtime.install(app)
+        first.replace_previous_state()
+        first.start()
+        log_in_by_scan(app.test_client(), auth, old)
+        first.shutdown(grace=3)
+    with WeChatEmulator(login_poll_hold=0.2, synccheck_hold=0.2).start() as new:
+        again = make_app(WECHAT_BASE_URL=new.base_url, BOT_RETRY_FIRST_SECONDS=0.2)
+        second = bot_runtime.install(again)
+        second.replace_previous_state()
+        second.start()
+        try:
+            wait_for_state(again.test_client(), auth, "waiting_for_scan", timeout=15)
+            reasons = [e["reason"] for e in history(again.test_client(), auth) if e["to"] == "retrying"]
+            assert reasons and all("lost the connection" in r or "cannot reach" in r for r in reasons)
+        finally:
+            second.shutdown(grace=3)

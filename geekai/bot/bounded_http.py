@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from .errors import LoginRefused, StopRequested, WeChatBadAnswer, WeChatTimeout, WeChatUnreachable
+from .errors import (LoginRefused, SessionRejected, StopRequested, WeChatBadAnswer, WeChatTimeout,
+                     WeChatUnreachable)
 
 # Once online, wxpy gives synccheck (10, 30) and webwxsync (10, 20); everything else gets this.
 ONLINE_TIMEOUT = (10, 35)
@@ -26,6 +27,7 @@ _EXPECTED_LOGIN_ANSWERS = {
     "/cgi-bin/mmwebwx-bin/login": re.compile(r"window\.code=\d+"),
 }
 _SYNCCHECK = re.compile(r'retcode:"(\d+)"')
+_LOGGED_OUT = {"1100", "1101", "1102"}
 _LOGIN_PAGE_RET = re.compile(r"<ret>(-?\d+)</ret>")
 _LOGIN_PAGE_MESSAGE = re.compile(r"<message>(.*?)</message>", re.S)
 
@@ -121,6 +123,8 @@ def wrap_requests(session: requests.Session, ctx: AttemptContext) -> None:
             raise _login_failure(ctx, url, exc) from exc
         if ctx.online or path.endswith("/synccheck"):
             _note_synccheck(ctx, path, response)
+            if ctx.online and path.endswith("/webwxsync"):
+                _check_webwxsync(ctx, response)
         else:
             _check_login_answer(path, response)
         return response
@@ -145,9 +149,9 @@ def _check_login_answer(path: str, response: requests.Response) -> None:
             raise WeChatBadAnswer(f"unexpected answer from WeChat for {path}: {response.text[:80]!r}")
     if path.endswith("/webwxnewloginpage"):
         ret = _LOGIN_PAGE_RET.search(response.text)
-        if ret is None:
+        if ret is None and "<skey>" not in response.text:
             raise WeChatBadAnswer(f"unexpected login page from WeChat: {response.text[:80]!r}")
-        if ret.group(1) != "0":
+        if ret is not None and ret.group(1) != "0":
             message = _LOGIN_PAGE_MESSAGE.search(response.text)
             text = message.group(1).strip() if message else ""
             raise LoginRefused(f"WeChat refused the web login for this account (ret {ret.group(1)}): {text}")
@@ -164,6 +168,18 @@ def _note_synccheck(ctx: AttemptContext, path: str, response: requests.Response)
         ctx.last_sync_problem = f"WeChat ended the session (synccheck retcode {match.group(1)})"
     else:
         ctx.last_sync_problem = f"unexpected synccheck answer (HTTP {response.status_code})"
+
+
+def _check_webwxsync(ctx: AttemptContext, response: requests.Response) -> None:
+    """A session WeChat ended may show only in webwxsync; itchat would then poll for ever."""
+    try:
+        ret = str(response.json()["BaseResponse"]["Ret"])
+    except (ValueError, KeyError, TypeError):
+        return  # itchat reports what it cannot read
+    if ret in _LOGGED_OUT:
+        ctx.session_ended = True
+        ctx.last_sync_problem = f"WeChat ended the session (webwxsync Ret {ret})"
+        raise SessionRejected(ctx.last_sync_problem)  # itchat's loop gives up after a few of these
 
 
 def _note_online_failure(ctx: AttemptContext, path: str, exc: Exception) -> None:

@@ -20,7 +20,8 @@ import time
 
 from . import bounded_http
 from .backend import IncomingMessage, LoginListener
-from .errors import BackendUnavailable, QrRefreshLimit, SessionRejected, StopRequested
+from .errors import (BackendUnavailable, QrRefreshLimit, SessionRejected, StopRequested, WeChatTimeout,
+                     WeChatUnreachable)
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,24 @@ def _install_patches(itchat, wxpy) -> None:
                 return shipped_enhance(session, **kwargs)
             return bounded_http.bound_session(session, ctx)
 
+        shipped_push_login = itchat.components.login.push_login
+
+        def push_login(core):
+            # A push-login answer itchat cannot read (404, HTML, a hang) would end every attempt
+            # before a QR is ever shown; without a usable push, ask for a QR instead.
+            try:
+                return shipped_push_login(core)
+            except StopRequested:
+                raise
+            except Exception as exc:
+                logger.info("push login unavailable (%s); asking for a QR", exc)
+                ctx = getattr(_local, "ctx", None)
+                if ctx is not None:
+                    ctx.extend()
+                return False
+
         itchat.components.register.test_connect = test_connect
+        itchat.components.login.push_login = push_login
         wxpy.api.bot.enhance_connection = enhance_connection
         _patched = True
 
@@ -80,6 +98,7 @@ class WxpyBackend:
         self.cache_path = cache_path
         self.login_timeout = login_timeout
         self.qr_max_refresh = qr_max_refresh
+        self.hot_login_failures = 0
 
     def login(self, listener: LoginListener, cancel: threading.Event) -> "WxpySession":
         itchat, wxpy = _import_wxpy()
@@ -88,6 +107,7 @@ class WxpyBackend:
         ctx = bounded_http.AttemptContext(self.login_timeout, cancel)
         bounded_http.probe(self.base_url, ctx)
         prepare_cache(self.cache_path)
+        had_cache = os.path.getsize(self.cache_path) > 0
         session = WxpySession(listener, ctx, self.cache_path)
         qr = QrWatcher(listener, ctx, self.qr_max_refresh)
         bot_class = _bot_class(wxpy)
@@ -99,11 +119,13 @@ class WxpyBackend:
                 login_callback=session.went_online,
                 logout_callback=session.went_offline,
             )
-        except BaseException:
+        except BaseException as exc:
             session.abandon()
+            self._after_failed_login(exc, had_cache and qr.qr_count == 0 and not qr.scanned)
             raise
         finally:
             _local.ctx = None
+        self.hot_login_failures = 0
         os.chmod(self.cache_path, 0o600)
         session.attach(bot, itchat)
         if session.closed:
@@ -111,6 +133,18 @@ class WxpyBackend:
             raise SessionRejected(ctx.last_sync_problem or "WeChat ended the session right after the login")
         return session
 
+
+    def _after_failed_login(self, exc: BaseException, in_hot_login: bool) -> None:
+        """A cached session whose server stays unreachable (while WeChat's login host answers)
+        would fail every attempt without ever showing a QR: drop it after the second time."""
+        if not (in_hot_login and isinstance(exc, (WeChatUnreachable, WeChatTimeout))):
+            return
+        self.hot_login_failures += 1
+        if self.hot_login_failures >= 2:
+            aside = f"{self.cache_path}.stale-{int(time.time())}"
+            shutil.move(self.cache_path, aside)
+            logger.warning("cached WeChat session unreachable twice; moved to %s, a QR login follows", aside)
+            self.hot_login_failures = 0
 
     def forget(self) -> None:
         """Delete the session cache, so the next login needs a scan."""
