@@ -124,9 +124,11 @@ def enqueue(topic: str, transport: str, target: str, payload: dict | str, *, key
         return message
     # INSERT ... ON CONFLICT DO NOTHING: a concurrent producer of the same key can neither make
     # this raise nor roll back the caller's rows.
-    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
-    result = db.session.execute(insert(OutboxMessage).values(**values)
-                                .on_conflict_do_nothing(index_elements=["idempotency_key"]))
+    insert = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(OutboxMessage).values(**values) \
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    if db.session.get_bind(mapper=OutboxMessage).dialect.insert_returning:
+        return db.session.scalars(insert.returning(OutboxMessage)).first()
+    result = db.session.execute(insert)
     if result.rowcount != 1:
         return None
     return db.session.execute(db.select(OutboxMessage).where(OutboxMessage.idempotency_key == key)).scalar_one()

@@ -125,7 +125,7 @@ def test_unrelated_messages_are_not_stored(pay_app):
 
 def test_notice_left_received_by_a_crash_is_recovered(pay_app):
     with pay_app.app_context():
-        notice_id = recorder.store(message(receipt_xml("4200001234202409100000000007")))  # then "crash"
+        notice_id = recorder.store(message(receipt_xml("4200001234202409100000000007"))).id  # then "crash"
         db.session.execute(db.update(PaymentNotice).values(stored_at=utcnow() - timedelta(minutes=5)))
         db.session.commit()
     assert rows(pay_app, Payment) == []

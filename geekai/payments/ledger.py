@@ -16,15 +16,18 @@ from decimal import Decimal, InvalidOperation
 from flask import current_app
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import outbox
 from ..db import db, isoformat, utcnow
-from .models import CLAIMED, EXPIRED, MATCHED, PAID, PENDING, UNCLAIMED, Order, Payment, new_code
+from .models import CLAIMED, CODE_LENGTH, EXPIRED, MATCHED, PAID, PENDING, UNCLAIMED, Order, Payment, new_code
 
 logger = logging.getLogger(__name__)
 
 SECRET_KEY_NAME = "PAYMENT_CALLBACK_SECRET"
 MAX_AMOUNT_CENTS = 10**12
+# Notes are short; a longer one is scanned only this far for an order code.
+MAX_NOTE_SCAN = 256
 _NOTE_NOISE = re.compile(r"[\s\-_·.,:：，。]+")
 
 
@@ -39,9 +42,12 @@ class ClaimRefused(Exception):
 # ----- amounts -----------------------------------------------------------------------------
 
 def parse_amount(value) -> int:
-    """Decimal text ("12.00", "0.5") or a whole number of yuan as integer cents; ValueError else."""
-    if isinstance(value, bool) or isinstance(value, float) or value is None:
-        raise ValueError("amount must be a decimal string such as \"12.00\"")
+    """Decimal text in yuan ("12.00", "0.5") as integer cents; ValueError otherwise.
+
+    Numbers are refused: 12 could mean yuan or cents, and 0.1 is not exact in JSON floats.
+    """
+    if not isinstance(value, str):
+        raise ValueError("amount must be a decimal string in yuan such as \"12.00\"")
     try:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
@@ -65,8 +71,9 @@ def emit(event_type: str, key: str, data: dict) -> None:
     outbox.enqueue(event_type, "http", url, body, key=key, sign_with=SECRET_KEY_NAME)
 
 
-def emit_order(event_type: str, order: Order) -> None:
-    payment = db.session.get(Payment, order.payment_id) if order.payment_id else None
+def emit_order(event_type: str, order: Order, payment: Payment | None = None) -> None:
+    if payment is None and order.payment_id:
+        payment = db.session.get(Payment, order.payment_id)
     emit(event_type, f"{event_type}:{order.id}", {"order": order.to_dict(payment)})
 
 
@@ -96,15 +103,18 @@ def match_order(payment: Payment) -> Order | None:
 
     Runs inside the caller's transaction (the one that inserted the payment).
     """
-    text = normalize_note(payment.note)
-    if not text:
+    text = normalize_note(payment.note)[:MAX_NOTE_SCAN]
+    # Every code-long piece of the note: one indexed lookup, however many orders are pending.
+    pieces = {text[i:i + CODE_LENGTH] for i in range(len(text) - CODE_LENGTH + 1)}
+    if not pieces:
         return None
     candidates = db.session.execute(
-        db.select(Order).where(Order.status == PENDING, Order.amount_cents == payment.amount_cents,
+        db.select(Order).where(Order.code.in_(pieces), Order.status == PENDING,
+                               Order.amount_cents == payment.amount_cents,
                                Order.expires_at >= payment.received_at).order_by(Order.id)
     ).scalars().all()
     for order in candidates:
-        if order.code in text and _mark_paid(order, payment):
+        if _mark_paid(order, payment):
             payment.status, payment.order_id = MATCHED, order.id
             return order
     return None
@@ -112,14 +122,17 @@ def match_order(payment: Payment) -> Order | None:
 
 def _mark_paid(order: Order, payment: Payment) -> bool:
     """Conditional UPDATE: True only for the one caller that moved the order from pending to paid."""
+    paid_at = utcnow()
     result = db.session.execute(
         update(Order).where(Order.id == order.id, Order.status == PENDING)
-        .values(status=PAID, payment_id=payment.id, paid_at=utcnow()),
+        .values(status=PAID, payment_id=payment.id, paid_at=paid_at),
         execution_options={"synchronize_session": False},
     )
     if result.rowcount != 1:
         return False
-    db.session.refresh(order)
+    # What the UPDATE wrote, without a reload and without marking the object dirty.
+    for key, value in (("status", PAID), ("payment_id", payment.id), ("paid_at", paid_at)):
+        set_committed_value(order, key, value)
     return True
 
 
@@ -137,6 +150,7 @@ def claim(tx_id: str, claimed_by: str, order_id: int | None = None) -> tuple[Pay
         db.session.rollback()
         db.session.refresh(payment)
         raise ClaimRefused(409, _already(payment))
+    db.session.refresh(payment)
     order = None
     if order_id is not None:
         order = db.session.get(Order, order_id)
@@ -144,7 +158,7 @@ def claim(tx_id: str, claimed_by: str, order_id: int | None = None) -> tuple[Pay
         if problem or not _mark_paid(order, payment):
             db.session.rollback()
             raise ClaimRefused(409 if order is not None else 404, problem or f"order {order_id} is no longer pending")
-        emit_order("order.paid", order)
+        emit_order("order.paid", order, payment)
     db.session.commit()
     db.session.refresh(payment)
     return payment, order

@@ -10,6 +10,7 @@ Order of work for each app message that could be a payment notice:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta, timezone
 
 from sqlalchemy import update
@@ -48,20 +49,35 @@ def may_be_notice(message) -> bool:
     return name.strip() in PAYMENT_SENDER_NAMES or any(word in content for word in _RECEIPT_WORDS)
 
 
-def record(message) -> PaymentNotice | None:
-    """Store and process one message; the notice as it ended, None for an already handled redelivery."""
-    notice_id = store(message)
-    if notice_id is None:
-        return None
-    process(notice_id)
-    return db.session.get(PaymentNotice, notice_id, populate_existing=True)
+@dataclass(frozen=True)
+class StoredNotice:
+    """What processing needs of a stored notice (kept in memory: no reload after the commit)."""
+
+    id: int
+    msg_id: str | None
+    sender: str
+    sender_name: str
+    sender_verify_flag: int | None
+    content: str
+    create_time: int | None
+
+    @classmethod
+    def of(cls, row: PaymentNotice) -> "StoredNotice":
+        return cls(row.id, row.msg_id, row.sender, row.sender_name, row.sender_verify_flag, row.content,
+                   row.create_time)
 
 
-def store(message) -> int | None:
-    """Commit the raw notice; for a redelivery, the earlier notice's id only if it is unprocessed."""
+def record(message) -> str | None:
+    """Store and process one message; the notice's final status, None for a handled redelivery."""
+    notice = store(message)
+    return None if notice is None else process(notice)
+
+
+def store(message) -> StoredNotice | None:
+    """Commit the raw notice; for a redelivery, the earlier notice only if it is still unprocessed."""
     raw = message.raw or {}
     contact = message.sender_contact or {}
-    notice = PaymentNotice(
+    row = PaymentNotice(
         msg_id=str(message.id) if message.id else None,
         msg_type=_int(raw.get("MsgType")),
         sender=str(message.sender or contact.get("UserName") or "")[:200],
@@ -72,22 +88,21 @@ def store(message) -> int | None:
         stored_at=utcnow(),
         status=RECEIVED,
     )
-    db.session.add(notice)
+    db.session.add(row)
     try:
+        db.session.flush()
+        notice = StoredNotice.of(row)
         db.session.commit()
-        return notice.id
+        return notice
     except IntegrityError:  # the same WeChat message again (hot reload, repeated sync)
         db.session.rollback()
     earlier = db.session.execute(
-        db.select(PaymentNotice).where(PaymentNotice.msg_id == notice.msg_id)).scalar_one_or_none()
-    return earlier.id if earlier is not None and earlier.status == RECEIVED else None
+        db.select(PaymentNotice).where(PaymentNotice.msg_id == row.msg_id)).scalar_one_or_none()
+    return StoredNotice.of(earlier) if earlier is not None and earlier.status == RECEIVED else None
 
 
-def process(notice_id: int) -> str | None:
+def process(notice: StoredNotice) -> str | None:
     """Check, parse and book a stored notice once; its final status (None if another did it)."""
-    notice = db.session.get(PaymentNotice, notice_id, populate_existing=True)
-    if notice is None or notice.status != RECEIVED:
-        return None
     contact = {"UserName": notice.sender, "NickName": notice.sender_name, "VerifyFlag": notice.sender_verify_flag}
     parsed = parse_notice(notice.content, notice.create_time)
     try:
@@ -103,11 +118,11 @@ def process(notice_id: int) -> str | None:
         return _book(notice, parsed)
     except Exception:
         db.session.rollback()
-        logger.exception("payment notice %s could not be processed; it stays received for a retry", notice_id)
+        logger.exception("payment notice %s could not be processed; it stays received for a retry", notice.id)
         return None
 
 
-def _claim(notice: PaymentNotice, parsed: ParsedNotice, status: str, reason: str, **extra) -> bool:
+def _claim(notice: StoredNotice, parsed: ParsedNotice, status: str, reason: str, **extra) -> bool:
     """Move the notice out of `received` (conditional UPDATE): True for the one caller that did."""
     values = dict(status=status, reason=reason[:1000], title=parsed.title[:500], tx_id=parsed.tx_id,
                   amount_cents=parsed.amount_cents, note=parsed.note, **extra)
@@ -118,7 +133,7 @@ def _claim(notice: PaymentNotice, parsed: ParsedNotice, status: str, reason: str
     return result.rowcount == 1
 
 
-def _finish(notice: PaymentNotice, parsed: ParsedNotice, status: str, reason: str) -> str | None:
+def _finish(notice: StoredNotice, parsed: ParsedNotice, status: str, reason: str) -> str | None:
     if not _claim(notice, parsed, status, reason):
         db.session.rollback()
         return None
@@ -127,11 +142,8 @@ def _finish(notice: PaymentNotice, parsed: ParsedNotice, status: str, reason: st
     return status
 
 
-def _book(notice: PaymentNotice, parsed: ParsedNotice) -> str | None:
-    """Insert the ledger row, match an order, queue events: one transaction."""
-    if not _claim(notice, parsed, ACCEPTED, ""):
-        db.session.rollback()
-        return None
+def _book(notice: StoredNotice, parsed: ParsedNotice) -> str | None:
+    """Insert the ledger row, claim the notice, match an order, queue events: one transaction."""
     received_at = parsed.received_at.astimezone(timezone.utc).replace(tzinfo=None) if parsed.received_at else utcnow()
     payment = Payment(tx_id=parsed.tx_id, amount_cents=parsed.amount_cents, note=parsed.note, status=UNCLAIMED,
                       received_at=received_at, recorded_at=utcnow(), notice_id=notice.id, msg_id=notice.msg_id,
@@ -139,23 +151,23 @@ def _book(notice: PaymentNotice, parsed: ParsedNotice) -> str | None:
     db.session.add(payment)
     try:
         db.session.flush()
-    except IntegrityError:
+    except IntegrityError:  # the unique tx_id: this transaction is already in the ledger
         db.session.rollback()
         return _duplicate(notice, parsed)
-    db.session.execute(update(PaymentNotice).where(PaymentNotice.id == notice.id).values(payment_id=payment.id),
-                       execution_options={"synchronize_session": False})
+    if not _claim(notice, parsed, ACCEPTED, "", payment_id=payment.id):
+        db.session.rollback()  # another worker processed this notice first
+        return None
     order = ledger.match_order(payment)
-    db.session.flush()
     ledger.emit("payment.received", f"payment.received:{payment.tx_id}", {"payment": payment.to_dict()})
     if order is not None:
-        ledger.emit_order("order.paid", order)
+        ledger.emit_order("order.paid", order, payment)
     db.session.commit()
-    logger.info("payment %s of %s cents recorded%s", payment.tx_id, payment.amount_cents,
+    logger.info("payment %s of %s cents recorded%s", parsed.tx_id, parsed.amount_cents,
                 f", order {order.id} paid" if order else "")
     return ACCEPTED
 
 
-def _duplicate(notice: PaymentNotice, parsed: ParsedNotice) -> str | None:
+def _duplicate(notice: StoredNotice, parsed: ParsedNotice) -> str | None:
     """The transaction id is already in the ledger: keep this notice as a duplicate of it."""
     existing = db.session.execute(db.select(Payment).where(Payment.tx_id == parsed.tx_id)).scalar_one()
     reason = f"transaction {parsed.tx_id} already recorded (payment {existing.id})"
@@ -168,13 +180,13 @@ def _duplicate(notice: PaymentNotice, parsed: ParsedNotice) -> str | None:
     return DUPLICATE
 
 
-def _forgery_reason(notice: PaymentNotice, parsed: ParsedNotice) -> str:
+def _forgery_reason(notice: StoredNotice, parsed: ParsedNotice) -> str:
     what = "a receipt" if parsed.kind == "receipt" else f"a {parsed.kind} notice"
     return (f"{what} from {notice.sender_name or '?'} ({notice.sender or '?'}, VerifyFlag {notice.sender_verify_flag}),"
             " which is not WeChat's verified 微信支付/微信收款助手 official account")
 
 
-def _alert_forgery(notice: PaymentNotice) -> None:
+def _alert_forgery(notice: StoredNotice) -> None:
     """Tell the operator that someone tried to fake a payment."""
     logger.warning("rejected payment notice %s from %r (%s): not WeChat Pay's official account",
                    notice.id, notice.sender_name, notice.sender)
@@ -187,11 +199,11 @@ def recover_notices(app, min_age_seconds: float = 60, limit: int = 100) -> int:
     with app.app_context():
         before = utcnow() - timedelta(seconds=min_age_seconds)
         stuck = db.session.execute(
-            db.select(PaymentNotice.id).where(PaymentNotice.status == RECEIVED, PaymentNotice.stored_at <= before)
+            db.select(PaymentNotice).where(PaymentNotice.status == RECEIVED, PaymentNotice.stored_at <= before)
             .order_by(PaymentNotice.id).limit(limit)).scalars().all()
         db.session.commit()
-        for notice_id in stuck:
-            done += process(notice_id) is not None
+        for row in stuck:
+            done += process(StoredNotice.of(row)) is not None
     return done
 
 
