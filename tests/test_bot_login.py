@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from geekai.bot import runtime as bot_runtime
+from geekai.jobs import register_message_handler
 
 from conftest import log_in_by_scan, wait_for, wait_for_state
 
@@ -95,67 +95,46 @@ def test_logout_from_phone_is_recorded_then_fresh_qr(bot_app, run_bot, auth, emu
     assert client.get("/healthz").status_code == 200
 
 
-def test_restart_with_valid_cache_logs_in_without_scan(bot_app, make_app, auth, emulator):
+def test_restart_with_valid_cache_logs_in_without_scan(bot_app, make_app, run_bot, auth, emulator):
     client = bot_app.test_client()
-    first = bot_runtime.install(bot_app)
-    first.replace_previous_state()
-    first.start()
+    first = run_bot(bot_app)
     log_in_by_scan(client, auth, emulator)
     assert first.shutdown(grace=3)
     assert client.get("/api/bot", headers=auth).get_json()["state"] == "stopped"
     qr_fetches = emulator.request_counts["/jslogin"]
 
     again = make_app(WECHAT_BASE_URL=emulator.base_url)
-    second = bot_runtime.install(again)
-    second.replace_previous_state()
-    second.start()
-    try:
-        state = wait_for_state(again.test_client(), auth, "logged_in")
-        assert state["account"] == "GeekAI测试号"
-        assert emulator.request_counts["/jslogin"] == qr_fetches, "a QR was fetched for a hot login"
-        kinds = [e["to"] for e in history(again.test_client(), auth)]
-        assert "waiting_for_scan" not in kinds[: kinds.index("logged_in")]
-    finally:
-        second.shutdown(grace=3)
+    run_bot(again)
+    state = wait_for_state(again.test_client(), auth, "logged_in")
+    assert state["account"] == "GeekAI测试号"
+    assert emulator.request_counts["/jslogin"] == qr_fetches, "a QR was fetched for a hot login"
+    kinds = [e["to"] for e in history(again.test_client(), auth)]
+    assert "waiting_for_scan" not in kinds[: kinds.index("logged_in")]
 
 
-def test_messages_during_downtime_arrive_after_hot_login(bot_app, make_app, auth, emulator):
+def test_messages_during_downtime_arrive_after_hot_login(bot_app, make_app, run_bot, auth, emulator):
     client = bot_app.test_client()
-    first = bot_runtime.install(bot_app)
-    first.replace_previous_state()
-    first.start()
+    first = run_bot(bot_app)
     log_in_by_scan(client, auth, emulator)
     first.shutdown(grace=3)
     emulator.send_text("sent while the service was down")
     again = make_app(WECHAT_BASE_URL=emulator.base_url)
-    second = bot_runtime.install(again)
     received = []
-    second.supervisor.handlers.append(received.append)
-    second.replace_previous_state()
-    second.start()
-    try:
-        assert wait_for(lambda: received, timeout=5), "a message fetched by the hot login was dropped"
-        assert received[0].text == "sent while the service was down"
-    finally:
-        second.shutdown(grace=3)
+    register_message_handler(again, received.append)
+    run_bot(again)
+    assert wait_for(lambda: received, timeout=5), "a message fetched by the hot login was dropped"
+    assert received[0].text == "sent while the service was down"
 
 
-def test_rejected_cache_falls_back_to_qr(bot_app, make_app, auth, emulator):
+def test_rejected_cache_falls_back_to_qr(bot_app, make_app, run_bot, auth, emulator):
     client = bot_app.test_client()
-    first = bot_runtime.install(bot_app)
-    first.replace_previous_state()
-    first.start()
+    first = run_bot(bot_app)
     log_in_by_scan(client, auth, emulator)
     first.shutdown(grace=3)
     emulator.logout()  # the cached session is now dead at the server
     again = make_app(WECHAT_BASE_URL=emulator.base_url)
-    second = bot_runtime.install(again)
-    second.replace_previous_state()
-    second.start()
-    try:
-        wait_for_state(again.test_client(), auth, "waiting_for_scan")
-    finally:
-        second.shutdown(grace=3)
+    run_bot(again)
+    wait_for_state(again.test_client(), auth, "waiting_for_scan")
 
 
 @pytest.mark.parametrize("garbage", [b"", b"\x80\x03garbage-not-a-pickle", b"cos\nsystem\n(S'true'\ntR."])
@@ -217,23 +196,16 @@ def test_push_login_confirmed_on_phone(make_app, run_bot, auth):
     with WeChatEmulator(login_poll_hold=0.2, synccheck_hold=0.2, push_login=True).start() as emu:
         app = make_app(WECHAT_BASE_URL=emu.base_url)
         client = app.test_client()
-        first = bot_runtime.install(app)
-        first.replace_previous_state()
-        first.start()
+        first = run_bot(app)
         log_in_by_scan(client, {"Authorization": "Bearer test-token-0123456789"}, emu)
         first.shutdown(grace=3)
         emu.logout()
         again = make_app(WECHAT_BASE_URL=emu.base_url)
-        second = bot_runtime.install(again)
-        second.replace_previous_state()
-        second.start()
-        try:
-            state = wait_for_state(again.test_client(), auth, "waiting_for_confirm")
-            assert "phone" in state["reason"]
-            emu.expire_qr()  # nobody confirmed the push: a QR must follow, not another push
-            wait_for_state(again.test_client(), auth, "waiting_for_scan")
-        finally:
-            second.shutdown(grace=3)
+        run_bot(again)
+        state = wait_for_state(again.test_client(), auth, "waiting_for_confirm")
+        assert "phone" in state["reason"]
+        emu.expire_qr()  # nobody confirmed the push: a QR must follow, not another push
+        wait_for_state(again.test_client(), auth, "waiting_for_scan")
 
 
 def test_logout_seen_only_in_webwxsync_is_recorded(bot_app, run_bot, auth, emulator, monkeypatch):
@@ -255,44 +227,30 @@ def test_logout_seen_only_in_webwxsync_is_recorded(bot_app, run_bot, auth, emula
     assert "webwxsync Ret 1101" in left["reason"]
 
 
-def test_unusable_push_login_answer_falls_back_to_qr(bot_app, make_app, auth, emulator):
+def test_unusable_push_login_answer_falls_back_to_qr(bot_app, make_app, run_bot, auth, emulator):
     client = bot_app.test_client()
-    first = bot_runtime.install(bot_app)
-    first.replace_previous_state()
-    first.start()
+    first = run_bot(bot_app)
     log_in_by_scan(client, auth, emulator)
     first.shutdown(grace=3)
     emulator.logout()
     emulator.set_fault("5xx", {"webwxpushloginurl"})
     again = make_app(WECHAT_BASE_URL=emulator.base_url)
-    second = bot_runtime.install(again)
-    second.replace_previous_state()
-    second.start()
-    try:
-        wait_for_state(again.test_client(), auth, "waiting_for_scan")
-        assert emulator.request_counts["/cgi-bin/mmwebwx-bin/webwxpushloginurl"] >= 1
-    finally:
-        second.shutdown(grace=3)
+    run_bot(again)
+    wait_for_state(again.test_client(), auth, "waiting_for_scan")
+    assert emulator.request_counts["/cgi-bin/mmwebwx-bin/webwxpushloginurl"] >= 1
 
 
-def test_cached_session_on_a_vanished_server_gives_way_to_a_qr(make_app, auth):
+def test_cached_session_on_a_vanished_server_gives_way_to_a_qr(make_app, run_bot, auth):
     from geekai.bot.emulator import WeChatEmulator
 
     with WeChatEmulator(login_poll_hold=0.2, synccheck_hold=0.2).start() as old:
         app = make_app(WECHAT_BASE_URL=old.base_url)
-        first = bot_runtime.install(app)
-        first.replace_previous_state()
-        first.start()
+        first = run_bot(app)
         log_in_by_scan(app.test_client(), auth, old)
         first.shutdown(grace=3)
     with WeChatEmulator(login_poll_hold=0.2, synccheck_hold=0.2).start() as new:
         again = make_app(WECHAT_BASE_URL=new.base_url, BOT_RETRY_FIRST_SECONDS=0.2)
-        second = bot_runtime.install(again)
-        second.replace_previous_state()
-        second.start()
-        try:
-            wait_for_state(again.test_client(), auth, "waiting_for_scan", timeout=15)
-            reasons = [e["reason"] for e in history(again.test_client(), auth) if e["to"] == "retrying"]
-            assert reasons and all("lost the connection" in r or "cannot reach" in r for r in reasons)
-        finally:
-            second.shutdown(grace=3)
+        run_bot(again)
+        wait_for_state(again.test_client(), auth, "waiting_for_scan", timeout=15)
+        reasons = [e["reason"] for e in history(again.test_client(), auth) if e["to"] == "retrying"]
+        assert reasons and all("lost the connection" in r or "cannot reach" in r for r in reasons)
