@@ -1,0 +1,204 @@
+"""A logged-in wxpy Bot: message delivery that loses nothing, logout reports, cleanup."""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+
+from . import bounded_http
+from .backend import IncomingMessage, LoginListener
+
+logger = logging.getLogger(__name__)
+
+
+class WxpySession:
+    """A logged-in wxpy Bot: delivers messages, reports the logout, cleans up after itself."""
+
+    def __init__(self, listener: LoginListener, ctx: bounded_http.AttemptContext, cache_path: str):
+        self.listener = listener
+        self.ctx = ctx
+        self.cache_path = cache_path
+        self.bot = None
+        self.account = ""
+        self._itchat = None
+        self.inbox: DeliveryQueue | None = None
+        self._closing = False
+        self._lock = threading.Lock()
+
+    def went_online(self) -> None:
+        """itchat's login_callback: it fires before Bot() returns, so only switch timeouts."""
+        self.ctx.online = True
+        self.ctx.last_sync_ok = time.monotonic()
+
+    def went_offline(self) -> None:
+        """itchat's logout_callback, in its receiving thread."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+        reason = self.ctx.last_sync_problem or "WeChat session ended"
+        if self.inbox is not None:
+            self.inbox.close()
+        self.release()
+        self.listener.logged_out(reason, session_ended=self.ctx.session_ended)
+
+    def attach(self, bot, itchat) -> None:
+        """Take over a Bot that has just logged in and start delivering its messages."""
+        self.bot, self._itchat = bot, itchat
+        self.account = bot.self.name
+        # wxpy's own wrapper, installed after login, calls requests.Session.request directly,
+        # past ours: wrap again so heartbeats, timeouts and logout reasons are seen while online.
+        bounded_http.wrap_requests(bot.core.s, self.ctx)
+        bot.register(except_self=False, run_async=False)(self._deliver)
+        self.inbox = DeliveryQueue.replace(bot)
+        bot.start_delivering()
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    def abandon(self) -> None:
+        """The login failed: a late logout callback of this attempt must report nothing."""
+        with self._lock:
+            self._closing = True
+
+    def last_heartbeat(self) -> float | None:
+        return self.ctx.last_sync_ok
+
+    def problem(self, silence: float) -> str:
+        """Why this session is dead though no logout was reported, or "" when it is alive."""
+        listener = self.bot.listening_thread if self.bot else None
+        if listener is not None and not listener.is_alive() and not self._closing:
+            return "the message listener thread died"
+        last = self.ctx.last_sync_ok
+        if last is None or time.monotonic() - last > silence:
+            quiet = "never" if last is None else f"{time.monotonic() - last:.0f} s"
+            return f"no sync with WeChat for {quiet} (limit {silence:g} s)"
+        return ""
+
+    def stop(self) -> None:
+        """Go offline without logging out, keeping the cache so the next start needs no scan."""
+        if not self._begin_close():
+            return
+        self.ctx.close()
+        self.inbox.close()
+        try:
+            self.bot.dump_login_status(self.cache_path)
+            os.chmod(self.cache_path, 0o600)
+        except Exception:
+            logger.exception("could not save the WeChat session cache")
+        self.bot.core.alive = False
+        self.release()
+
+    def logout(self) -> None:
+        """Log out at WeChat and forget the cache."""
+        if not self._begin_close():
+            return
+        self.inbox.close()
+        try:
+            self.bot.logout()
+        except Exception:
+            logger.warning("logout request to WeChat failed", exc_info=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.cache_path)
+        self.release()
+
+    def _begin_close(self) -> bool:
+        with self._lock:
+            if self._closing or self.bot is None:
+                return False
+            self._closing = True
+            return True
+
+    def release(self) -> None:
+        """Undo what each Bot leaves behind for ever (WXPY_NOTES 10)."""
+        bot = self.bot
+        if bot is None:
+            return
+        bot.is_listening = False
+        atexit.unregister(bot._cleanup)
+        with contextlib.suppress(Exception):
+            bot.temp_dir.cleanup()
+        with contextlib.suppress(ValueError):
+            self._itchat.instanceList.remove(bot)
+        with contextlib.suppress(Exception):
+            bot.core.s.close()
+
+    def _deliver(self, msg) -> None:
+        try:
+            message = to_incoming(msg)
+        except Exception:
+            logger.exception("could not read an incoming message; raw: %r", getattr(msg, "raw", None))
+            return
+        self.listener.message(message)
+
+
+class DeliveryQueue(queue.Queue):
+    """itchat's message queue, made unable to lose a message once the bot goes offline.
+
+    Until close() it is the queue wxpy's listener reads. After it, anything already queued or
+    still arriving from itchat's receiving thread is delivered at once by the caller's thread.
+    """
+
+    def __init__(self, bot):
+        super().__init__()
+        self.bot = bot
+        self.closed = False
+
+    @classmethod
+    def replace(cls, bot) -> "DeliveryQueue":
+        inbox = cls(bot)
+        old, bot.core.msgList = bot.core.msgList, inbox
+        while not old.empty():
+            inbox.put(old.get_nowait())
+        return inbox
+
+    def put(self, item, block=True, timeout=None):
+        if self.closed:
+            self._deliver(item)
+        else:
+            super().put(item, block, timeout)
+
+    def close(self) -> None:
+        """Stop wxpy's listener, then deliver what is left, in order, from this thread."""
+        self.closed = True
+        self.bot.is_listening = False
+        thread = self.bot.listening_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2)
+        while True:
+            try:
+                self._deliver(self.get_nowait())
+            except queue.Empty:
+                return
+
+    def _deliver(self, raw) -> None:
+        from wxpy.api.messages import Message
+
+        try:
+            message = Message(raw, self.bot)
+            config = self.bot.registered.get_config(message)
+            if config:
+                config.func(message)
+        except Exception:
+            logger.exception("could not deliver a message received while going offline: %r", raw)
+
+
+def to_incoming(msg) -> IncomingMessage:
+    """A wxpy Message as an IncomingMessage."""
+    raw = dict(msg.raw)
+    sender = msg.sender
+    return IncomingMessage(
+        id=str(raw.get("NewMsgId") or raw.get("MsgId") or ""),
+        type=str(msg.type),
+        text=msg.text or "",
+        sender=raw.get("FromUserName", ""),
+        sender_name=getattr(sender, "name", "") or "",
+        sender_contact=dict(getattr(sender, "raw", {}) or {}),
+        raw=raw,
+        reply=msg.reply,
+    )
