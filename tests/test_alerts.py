@@ -254,3 +254,14 @@ def test_bad_alert_config_names_the_key(make_app, key, value):
 
     with pytest.raises(ConfigError, match=key):
         make_app(**{key: value})
+
+
+def test_an_admin_stop_closes_an_open_incident_with_a_notice(make_app):
+    app = make_app(ALERT_WEBHOOK_URL="http://127.0.0.1:9/hook", ALERT_GRACE_SECONDS=0)
+    write_history(app, ("logged_in", "starting", "bot", "WeChat ended the session"),
+                  ("starting", "waiting_for_scan", "bot", "scan the QR with WeChat"))
+    assert incidents.evaluate(app) == "opened down"
+    write_history(app, ("waiting_for_scan", "stopped", "admin (web)", "stopped by admin (web)"))
+    assert incidents.evaluate(app) == "closed"
+    assert incidents.evaluate(app) == ""  # and no new one while the admin keeps it stopped
+    assert outbox_keys(app) == ["incident-1-opened-webhook", "incident-1-resolved-webhook"]
