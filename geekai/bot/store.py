@@ -66,7 +66,7 @@ class StateStore:
             logger.exception("could not read the previous bot state")
             previous = None
         event = None
-        if previous is not None:
+        if previous not in (None, initial):
             event = BotEvent(from_state=previous, to_state=initial, reason=reason, actor="system")
         self._write(initial, utcnow(), reason, {name: None for name in _PER_STATE_FIELDS} | {
             "detail": "", "account": None, "attempt": 0}, event)
