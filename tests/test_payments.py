@@ -284,3 +284,18 @@ def test_event_body_is_what_the_signature_covers(pay_app, receiver):
     assert event["type"] == "payment.received" and event["id"] == "payment.received:4200001234202409100000000051"
     assert event["data"]["payment"]["amount"] == "66.60" and event["data"]["payment"]["note"] == "备注"
     assert receiver.verify(request)
+
+
+def test_a_locked_database_when_storing_is_retried(pay_app, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+    real_store, calls = recorder.store, []
+
+    def flaky_store(msg):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return real_store(msg)
+
+    monkeypatch.setattr(recorder, "store", flaky_store)
+    deliver(pay_app, message(receipt_xml("4200001234202409100000000060")))
+    assert len(calls) == 2 and len(rows(pay_app, Payment)) == 1

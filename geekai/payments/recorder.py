@@ -10,11 +10,12 @@ Order of work for each app message that could be a payment notice:
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta, timezone
 
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..db import db, utcnow
 from . import ledger
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 APP_MESSAGE = 49
 # Words that make an app message from anyone worth keeping (as rejected, if not from WeChat Pay).
 _RECEIPT_WORDS = ("收款", "到账", "微信支付")
+STORE_ATTEMPTS = 3
 
 
 def handle_message(app, message) -> None:
@@ -69,7 +71,16 @@ class StoredNotice:
 
 def record(message) -> str | None:
     """Store and process one message; the notice's final status, None for a handled redelivery."""
-    notice = store(message)
+    for attempt in range(STORE_ATTEMPTS):
+        try:
+            notice = store(message)
+            break
+        except OperationalError:  # e.g. "database is locked" after busy_timeout: the message is only in memory
+            db.session.rollback()
+            if attempt == STORE_ATTEMPTS - 1:
+                raise
+            logger.warning("storing payment notice %s failed, trying again", message.id, exc_info=True)
+            time.sleep(0.2 * (attempt + 1))
     return None if notice is None else process(notice)
 
 
