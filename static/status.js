@@ -1,50 +1,282 @@
-// Keeps the admin's status page current without reloads: polls /api/bot and swaps the QR.
+// The admin's live status page. State arrives over server-sent events (/api/bot/stream); when
+// the stream is refused (503: too many open pages) or a proxy buffers it, the page polls
+// /api/bot instead and tries the stream again later. No page reloads, no outside assets.
 (function () {
   "use strict";
   var box = document.getElementById("bot");
   if (!box) { return; }
-  var last = "";
+  var T = JSON.parse(document.getElementById("page-texts").textContent);
+  var POLL_MS = 2000;
+  var STREAM_RETRY_MS = 30000;
+  var FIRST_MESSAGE_MS = 5000;   // a stream that shows nothing this long is being buffered
+  var SILENCE_MS = 40000;        // the server pings every 15 s
+  var last = { state: box.dataset.state, since: box.dataset.since };
+  var mode = "";
 
-  function show(id, value) {
-    var el = document.getElementById(id);
-    if (el) { el.textContent = value || "—"; }
+  // ----- small helpers ------------------------------------------------------------------
+  function $(id) { return document.getElementById(id); }
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function localTime(iso) {
+    if (!iso) { return "—"; }
+    var d = new Date(iso);
+    if (isNaN(d)) { return iso; }
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
+  function setTime(el, iso) {
+    el.setAttribute("datetime", iso || "");
+    el.textContent = localTime(iso);
+  }
+  function localizeTimes(root) {
+    root.querySelectorAll("time[datetime]").forEach(function (el) { setTime(el, el.getAttribute("datetime")); });
+  }
+  function clock(seconds) {
+    var s = Math.max(0, Math.round(seconds));
+    return Math.floor(s / 60) + ":" + pad(s % 60);
+  }
+  function getJSON(url) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); });
   }
 
+  // ----- rendering ------------------------------------------------------------------------
   function render(s) {
-    var key = [s.state, s.since, s.qr_expires_at].join("|");
-    if (key === last) { return; }
-    last = key;
+    var qrChanged = s.state === "waiting_for_scan" && (last.state !== s.state || last.since !== s.since);
     box.dataset.state = s.state;
-    var state = document.getElementById("state");
-    state.className = "state-" + s.state;
-    state.querySelector("code").textContent = s.state;
-    show("reason", s.reason);
-    show("since", s.since);
-    show("account", s.account);
-    show("next-retry", s.next_retry_at);
-    show("qr-expires", s.qr_expires_at);
-    var qrBox = document.getElementById("qr-box");
-    qrBox.hidden = s.state !== "waiting_for_scan";
-    if (!qrBox.hidden) { document.getElementById("qr").src = "/api/bot/qr.png?t=" + encodeURIComponent(s.since); }
-    document.getElementById("confirm-hint").hidden = s.state !== "waiting_for_confirm";
-    var online = document.getElementById("online");
+    box.dataset.since = s.since || "";
+    var badge = $("state");
+    badge.className = "badge state-" + s.state;
+    badge.textContent = T[s.state] || s.state;
+    $("state-code").textContent = s.state;
+    box.querySelectorAll("[data-when]").forEach(function (el) {
+      el.hidden = el.dataset.when.split(" ").indexOf(s.state) < 0;
+    });
+    if (qrChanged) { $("qr").src = "/api/bot/qr.png?t=" + encodeURIComponent(s.since); }
+    $("qr-countdown").dataset.deadline = s.qr_expires_at || "";
+    $("retry-countdown").dataset.deadline = s.next_retry_at || "";
+    $("nickname").textContent = s.account || "";
+    $("reason").textContent = s.reason || "—";
+    $("account").textContent = s.account || "—";
+    $("attempt").textContent = s.attempt;
+    box.querySelectorAll("time.since").forEach(function (el) { setTime(el, s.since); });
+    $("detail").hidden = !s.detail;
+    $("detail-text").textContent = s.detail || "";
+    var online = $("online");
     online.className = s.state === "logged_in" ? "ok" : "warn";
+    online.textContent = s.state === "logged_in" ? online.dataset.on : online.dataset.off;
+    last = s;
+    tick();
   }
 
+  function tick() {
+    var qr = $("qr-countdown"), retry = $("retry-countdown");
+    if (qr.dataset.deadline) {
+      var left = (new Date(qr.dataset.deadline) - Date.now()) / 1000;
+      qr.textContent = left > 0 ? T.qr_expires_in.replace("{t}", clock(left)) : T.qr_expired_wait;
+      qr.classList.toggle("urgent", left < 30);
+    }
+    if (retry.dataset.deadline) {
+      var wait = (new Date(retry.dataset.deadline) - Date.now()) / 1000;
+      retry.textContent = T.next_retry + ": " + localTime(retry.dataset.deadline) +
+        " (" + T.retry_in.replace("{t}", clock(wait)) + ")";
+    }
+  }
+
+  function eventRow(e) {
+    var row = document.createElement("tr");
+    row.dataset.id = e.id;
+    var when = document.createElement("time");
+    setTime(when, e.at);
+    var change = document.createElement("td");
+    [["state-" + e.from, e.from], [null, " → "], ["state-" + e.to, e.to]].forEach(function (part) {
+      var span = document.createElement("span");
+      if (part[0]) { span.className = part[0]; }
+      span.textContent = part[1];
+      change.appendChild(span);
+    });
+    var reason = document.createElement("td");
+    reason.textContent = e.reason;
+    if (e.detail) {
+      var details = document.createElement("details"), summary = document.createElement("summary"),
+        pre = document.createElement("pre");
+      summary.textContent = T.details;
+      pre.textContent = e.detail;
+      details.append(summary, pre);
+      reason.appendChild(details);
+    }
+    var cells = [document.createElement("td"), change, reason, document.createElement("td")];
+    cells[0].appendChild(when);
+    cells[3].textContent = e.actor;
+    row.append.apply(row, cells);
+    return row;
+  }
+
+  function addEvents(events, reset) {
+    var body = document.querySelector("#events tbody");
+    if (reset) {
+      body.textContent = "";
+      events.forEach(function (e) { body.appendChild(eventRow(e)); });
+      return;
+    }
+    // Newest first in the message; each goes on top unless the page has it already.
+    events.slice().reverse().forEach(function (e) {
+      if (!body.querySelector('tr[data-id="' + e.id + '"]')) { body.insertBefore(eventRow(e), body.firstChild); }
+    });
+  }
+
+  function renderStats(stats) {
+    Object.keys(stats || {}).forEach(function (window) {
+      var row = document.querySelector('#counters tr[data-window="' + window + '"]');
+      if (!row) { return; }
+      var s = stats[window];
+      row.querySelector('[data-field="logins"]').textContent = s.logins;
+      row.querySelector('[data-field="failures"]').textContent = s.failures;
+      row.querySelector('[data-field="uptime_percent"]').textContent =
+        s.uptime_percent === null ? "—" : s.uptime_percent + "%";
+    });
+  }
+
+  function apply(message) {
+    render(message.state);
+    addEvents(message.events, message.reset);
+    renderStats(message.stats);
+    refreshPhone();
+  }
+
+  function setMode(next) {
+    mode = next;
+    var el = $("live-mode");
+    el.dataset.mode = next;
+    el.textContent = next === "live" ? "● " + T.live : next === "polling" ? "○ " + T.polling : T.offline;
+  }
+
+  // ----- polling, the fallback --------------------------------------------------------------
+  var pollTimer = null;
   function poll() {
-    fetch("/api/bot", { credentials: "same-origin" })
-      .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (s) { if (s) { render(s); } })
-      .catch(function () {})
-      .then(function () { setTimeout(poll, 1500); });
+    getJSON("/api/bot").then(function (s) {
+      var changed = ["state", "since", "qr_expires_at", "account", "reason"].some(function (k) { return s[k] !== last[k]; });
+      render(s);
+      setMode("polling");
+      if (changed) {
+        getJSON("/api/bot/events?limit=20").then(function (page) { addEvents(page.events, false); });
+        getJSON("/api/bot/stats").then(renderStats);
+        refreshPhone();
+      }
+    }).catch(function () { setMode("offline"); }).then(function () {
+      if (pollTimer !== null) { pollTimer = setTimeout(poll, POLL_MS); }
+    });
   }
+  function startPolling() { if (pollTimer === null) { pollTimer = setTimeout(poll, 0); } }
+  function stopPolling() { clearTimeout(pollTimer); pollTimer = null; }
 
+  // ----- the stream -------------------------------------------------------------------------
+  var source = null, opened = 0, heard = 0;
+  function connect() {
+    if (!window.EventSource) { startPolling(); return; }
+    source = new EventSource("/api/bot/stream");
+    opened = Date.now();
+    heard = 0;
+    source.addEventListener("state", function (e) {
+      heard = Date.now();
+      stopPolling();
+      setMode("live");
+      apply(JSON.parse(e.data));
+    });
+    source.addEventListener("ping", function () { heard = Date.now(); });
+    source.onerror = function () {
+      if (source.readyState === EventSource.CLOSED) {
+        giveUpStream();  // refused (503, 401): the browser will not retry by itself
+      } else {
+        setMode("offline");  // the server went away; EventSource reconnects (retry: 2 s)
+      }
+    };
+  }
+  function giveUpStream() {
+    if (source) { source.close(); source = null; }
+    startPolling();
+    setTimeout(connect, STREAM_RETRY_MS);
+  }
+  setInterval(function () {
+    tick();
+    if (!source || source.readyState !== EventSource.OPEN) { return; }
+    var now = Date.now();
+    if ((!heard && now - opened > FIRST_MESSAGE_MS) || (heard && now - heard > SILENCE_MS)) { giveUpStream(); }
+  }, 1000);
+
+  // ----- controls ---------------------------------------------------------------------------
+  function submit(form) {
+    return fetch(form.action, { method: "POST", credentials: "same-origin", body: new FormData(form),
+      headers: { Accept: "application/json" } })
+      .then(function (r) {
+        return r.json().catch(function () { return {}; }).then(function (body) {
+          if (!r.ok) { throw new Error(body.error || r.status); }
+          return body;
+        });
+      });
+  }
+  function showError(err) {
+    var el = $("action-error");
+    el.textContent = err ? T.action_failed + ": " + err.message : "";
+    el.hidden = !err;
+  }
   document.querySelectorAll("form.control").forEach(function (form) {
     form.addEventListener("submit", function (event) {
       event.preventDefault();
-      fetch(form.action, { method: "POST", credentials: "same-origin", body: new FormData(form) })
-        .then(function () { last = ""; });
+      submit(form).then(function () { showError(null); if (mode !== "live") { poll(); } }).catch(showError);
     });
   });
-  poll();
+
+  var older = $("older");
+  if (older) {
+    older.addEventListener("click", function (event) {
+      event.preventDefault();
+      getJSON(older.href).then(function (page) {
+        var body = document.querySelector("#events tbody");
+        page.events.forEach(function (e) {
+          if (!body.querySelector('tr[data-id="' + e.id + '"]')) { body.appendChild(eventRow(e)); }
+        });
+        if (page.next) { older.href = page.next; } else { older.replaceWith(document.createTextNode(T.no_more)); }
+      });
+    });
+  }
+
+  // ----- the simulated phone (demo mode only) -------------------------------------------------
+  var phone = $("phone");
+  var phoneTimer = null;
+  function renderPhone(view) {
+    $("phone-state").textContent = T["phone_" + view.phone] || view.phone;
+    phone.dataset.phone = view.phone;
+    var chat = $("phone-chat");
+    chat.textContent = "";
+    view.texts.forEach(function (t) {
+      var item = document.createElement("li"), mark = document.createElement("small");
+      item.textContent = t.text;
+      mark.textContent = t.delivered ? "✓ " + T.phone_delivered : "… " + T.phone_pending;
+      item.appendChild(mark);
+      chat.appendChild(item);
+    });
+    // Until the bot has fetched every text, look again shortly.
+    var pending = view.texts.some(function (t) { return !t.delivered; });
+    clearTimeout(phoneTimer);
+    if (pending) { phoneTimer = setTimeout(refreshPhone, 500); }
+  }
+  function refreshPhone() {
+    if (phone) { getJSON(phone.dataset.url).then(renderPhone).catch(function () {}); }
+  }
+  if (phone) {
+    phone.querySelectorAll("form.phone-action").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        event.preventDefault();
+        submit(form).then(function (view) {
+          renderPhone(view);
+          if (form.classList.contains("send")) { $("phone-text").value = ""; }
+        }).catch(showError);
+      });
+    });
+  }
+
+  localizeTimes(document);
+  tick();
+  refreshPhone();
+  connect();
 }());

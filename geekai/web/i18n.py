@@ -14,26 +14,73 @@ TEXT = {
     "reason": {"zh": "原因", "en": "Reason"},
     "since": {"zh": "开始于", "en": "Since"},
     "account": {"zh": "账号", "en": "Account"},
+    "attempt": {"zh": "连续失败", "en": "Failures in a row"},
     "next_retry": {"zh": "下次重试", "en": "Next retry"},
+    "retry_in": {"zh": "{t} 后重试", "en": "retrying in {t}"},
     "qr_expires": {"zh": "二维码过期时间", "en": "QR expires at"},
+    "qr_expires_in": {"zh": "二维码将在 {t} 后过期", "en": "The QR expires in {t}"},
+    "qr_expired_wait": {"zh": "二维码已过期，正在获取新的二维码…", "en": "The QR expired; fetching a new one…"},
     "scan_hint": {"zh": "请用手机微信扫描此二维码登录", "en": "Scan this QR with WeChat on your phone to log in"},
     "confirm_hint": {"zh": "已扫码，请在手机上确认登录", "en": "Scanned: confirm the login on your phone"},
+    "confirm_step": {"zh": "在手机微信弹出的页面上点击「登录」。", "en": "On your phone, tap “Log in” on the page WeChat shows."},
+    "logged_in_as": {"zh": "已登录账号", "en": "Logged in as"},
+    "needs_login_hint": {"zh": "机器人在等待管理员：二维码多次过期无人扫码，或微信结束了会话。",
+                         "en": "The bot is waiting for you: the QR expired repeatedly with nobody scanning it, or WeChat ended the session."},
+    "get_new_qr": {"zh": "获取新二维码", "en": "Get a new QR"},
+    "starting_hint": {"zh": "正在连接微信…", "en": "Connecting to WeChat…"},
+    "stopped_hint": {"zh": "机器人已停止，点击「启动」重新运行。", "en": "The bot is stopped; press Start to run it."},
+    "error_hint": {"zh": "机器人遇到无法自动恢复的错误，请检查配置后重试。", "en": "The bot hit an error it cannot recover from by itself; check the configuration, then retry."},
+    "disabled_hint": {"zh": "配置中已禁用机器人（BOT_ENABLED=false）。", "en": "The bot is disabled in the configuration (BOT_ENABLED=false)."},
+    "retry_now": {"zh": "立即重试", "en": "Retry now"},
+    "details": {"zh": "详细信息", "en": "Details"},
     "history": {"zh": "状态历史", "en": "History"},
+    "older": {"zh": "更早的记录", "en": "Older entries"},
+    "no_more": {"zh": "没有更早的记录", "en": "No older entries"},
     "time": {"zh": "时间", "en": "Time"},
     "change": {"zh": "变化", "en": "Change"},
     "by": {"zh": "操作者", "en": "By"},
+    "counters": {"zh": "统计", "en": "Counters"},
+    "last_24h": {"zh": "最近 24 小时", "en": "Last 24 h"},
+    "last_7d": {"zh": "最近 7 天", "en": "Last 7 days"},
+    "logins": {"zh": "登录次数", "en": "Logins"},
+    "failures": {"zh": "故障次数", "en": "Failures"},
+    "uptime": {"zh": "在线率", "en": "Uptime"},
+    "controls": {"zh": "操作", "en": "Controls"},
     "login": {"zh": "登录 / 立即重试", "en": "Log in / retry now"},
     "logout": {"zh": "退出微信", "en": "Log out of WeChat"},
     "stop": {"zh": "停止", "en": "Stop"},
     "start": {"zh": "启动", "en": "Start"},
+    "live": {"zh": "实时更新", "en": "Live"},
+    "polling": {"zh": "定时刷新", "en": "Polling"},
+    "offline": {"zh": "连接中断，正在重连…", "en": "Connection lost; reconnecting…"},
+    "action_failed": {"zh": "操作未完成", "en": "The action did not go through"},
     "admin_login": {"zh": "管理员登录", "en": "Admin login"},
     "admin_logout": {"zh": "退出管理", "en": "Sign out"},
     "password": {"zh": "密码", "en": "Password"},
     "sign_in": {"zh": "登录", "en": "Sign in"},
     "wrong_password": {"zh": "密码错误", "en": "Wrong password"},
     "too_many": {"zh": "失败次数过多，请稍后再试", "en": "Too many failed attempts; try again later"},
+    "password_hint": {"zh": "密码在首次启动时生成并打印在日志中，也保存在 instance/ 目录。",
+                      "en": "The password was generated and printed at first start; it is also kept in the instance/ folder."},
     "admin_only": {"zh": "二维码、账号和历史仅管理员可见。", "en": "The QR, account and history are shown to the admin only."},
     "language": {"zh": "English", "en": "中文"},
+    "phone": {"zh": "模拟手机（演示模式）", "en": "Simulated phone (demo mode)"},
+    "phone_hint": {"zh": "演示模式下机器人登录内置的微信模拟器；这些按钮代替真实手机。",
+                   "en": "In demo mode the bot logs in to a built-in WeChat emulator; these buttons stand in for a real phone."},
+    "phone_scan": {"zh": "扫码", "en": "Scan"},
+    "phone_confirm": {"zh": "确认登录", "en": "Confirm login"},
+    "phone_expire": {"zh": "让二维码过期", "en": "Expire the QR"},
+    "phone_logout": {"zh": "从手机退出", "en": "Log out from the phone"},
+    "phone_send": {"zh": "发送", "en": "Send"},
+    "phone_text": {"zh": "给机器人发消息", "en": "Text the bot"},
+    "phone_delivered": {"zh": "机器人已收到", "en": "received by the bot"},
+    "phone_pending": {"zh": "等待机器人接收", "en": "waiting for the bot"},
+    "phone_idle": {"zh": "手机：无登录请求", "en": "Phone: no login request"},
+    "phone_waiting_for_scan": {"zh": "手机：可以扫码", "en": "Phone: a QR is ready to scan"},
+    "phone_scanned": {"zh": "手机：已扫码，等待确认", "en": "Phone: scanned, waiting for confirm"},
+    "phone_pushed": {"zh": "手机：收到登录请求", "en": "Phone: login request received"},
+    "phone_logged_in": {"zh": "手机：机器人已登录", "en": "Phone: the bot is logged in"},
+    "phone_logged_out": {"zh": "手机：机器人已退出", "en": "Phone: the bot was logged out"},
     "disabled": {"zh": "已禁用", "en": "disabled"},
     "stopped": {"zh": "已停止", "en": "stopped"},
     "starting": {"zh": "正在连接微信", "en": "starting"},
@@ -59,17 +106,27 @@ def translate(key: str) -> str:
     return entry[g.get("lang", "zh")] if entry else key
 
 
+def page_texts() -> dict:
+    """Every text in the page's language, for the script that renders live updates."""
+    lang = g.get("lang", "zh")
+    return {key: entry[lang] for key, entry in TEXT.items()}
+
+
 def init_app(app) -> None:
-    """Make `_` and `lang` available to templates."""
+    """Make `_`, `lang` and the page's texts available to templates."""
 
     @app.context_processor
     def inject():
         g.lang = g.get("lang") or choose_language()
-        return {"_": translate, "lang": g.lang, "other_lang": "en" if g.lang == "zh" else "zh"}
+        return {"_": translate, "lang": g.lang, "other_lang": "en" if g.lang == "zh" else "zh",
+                "page_texts": page_texts}
 
     @app.after_request
     def remember(response):
         asked = request.args.get("lang")
         if asked in LANGUAGES:
             response.set_cookie("lang", asked, max_age=365 * 86400, samesite="Lax")
+        # The same URL answers in two languages.
+        response.vary.add("Accept-Language")
+        response.vary.add("Cookie")
         return response
