@@ -279,6 +279,27 @@ def _send_http(app, message: OutboxMessage) -> None:
                              allow_redirects=False)
     if not 200 <= response.status_code < 300:
         raise DeliveryError(f"HTTP {response.status_code}: {response.text[:200]}")
+    _check_robot_verdict(message.topic, response)
+
+
+# Chat robots answer HTTP 200 even when they refuse a message; the verdict is in the body.
+_ROBOT_VERDICT = {"wecom": "errcode", "dingtalk": "errcode", "feishu": "code"}
+
+
+def _check_robot_verdict(topic: str, response) -> None:
+    field = _ROBOT_VERDICT.get(topic)
+    if field is None:
+        return
+    try:
+        answer = response.json()
+    except ValueError:
+        raise DeliveryError(f"unreadable answer from the {topic} robot: {response.text[:200]!r}") from None
+    if not isinstance(answer, dict):
+        raise DeliveryError(f"unreadable answer from the {topic} robot: {response.text[:200]!r}")
+    code = answer.get(field, answer.get("StatusCode", 0))
+    if str(code) != "0":
+        why = answer.get("errmsg") or answer.get("msg") or answer.get("StatusMessage") or ""
+        raise DeliveryError(f"the {topic} robot refused the message ({field} {code}): {why}"[:300])
 
 
 def _send_smtp(app, message: OutboxMessage) -> None:
