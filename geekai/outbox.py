@@ -283,7 +283,7 @@ def _send_http(app, message: OutboxMessage) -> None:
 
 
 # Chat robots answer HTTP 200 even when they refuse a message; the verdict is in the body.
-_ROBOT_VERDICT = {"wecom": "errcode", "dingtalk": "errcode", "feishu": "code"}
+_ROBOT_VERDICT = {"alert.wecom": "errcode", "alert.dingtalk": "errcode", "alert.feishu": "code"}
 
 
 def _check_robot_verdict(topic: str, response) -> None:

@@ -45,10 +45,13 @@ class WebhookReceiver:
                 with receiver._lock:
                     receiver.requests.append(entry)
                 status = 200 if receiver.mode == "ok" else 500
+                # Answered as chat robots do, so that robot channels read it as accepted too.
+                answer = b'{"errcode":0,"errmsg":"ok"}' if status == 200 else b'{"errcode":-1,"errmsg":"down"}'
                 self.send_response(status)
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(b"ok" if status == 200 else b"no")
+                self.wfile.write(answer)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True

@@ -39,9 +39,9 @@ def robot():
 
 
 @pytest.mark.parametrize("topic, refusal, success", [
-    ("wecom", {"errcode": 93000, "errmsg": "invalid webhook url"}, {"errcode": 0, "errmsg": "ok"}),
-    ("dingtalk", {"errcode": 310000, "errmsg": "keywords not in content"}, {"errcode": 0, "errmsg": "ok"}),
-    ("feishu", {"code": 19021, "msg": "sign match fail"}, {"StatusCode": 0, "StatusMessage": "success"}),
+    ("alert.wecom", {"errcode": 93000, "errmsg": "invalid webhook url"}, {"errcode": 0, "errmsg": "ok"}),
+    ("alert.dingtalk", {"errcode": 310000, "errmsg": "keywords not in content"}, {"errcode": 0, "errmsg": "ok"}),
+    ("alert.feishu", {"code": 19021, "msg": "sign match fail"}, {"StatusCode": 0, "StatusMessage": "success"}),
 ])
 def test_refusal_in_a_200_answer_is_a_failed_delivery(make_app, robot, topic, refusal, success):
     app = make_app(OUTBOX_RETRY_FIRST_SECONDS=0.01, OUTBOX_RETRY_MAX_SECONDS=0.01)

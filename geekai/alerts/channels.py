@@ -7,6 +7,7 @@ from ..db import isoformat, utcnow
 from .models import Incident
 
 OPENED, REMINDER, RESOLVED = "opened", "reminder", "resolved"
+FORGED_PAYMENT = "forged_payment"
 
 # channel name -> config key holding its webhook URL
 WEBHOOKS = {
@@ -47,6 +48,8 @@ def status_page(config) -> str:
 def title(incident: Incident, notice: str) -> str:
     if incident.kind == "test":
         return "geekai: test alert (the bot is fine; this checks the channel)"
+    if incident.kind == FORGED_PAYMENT:
+        return "geekai: rejected a forged WeChat Pay notice"
     if notice == RESOLVED:
         return f"geekai: WeChat bot back online (incident #{incident.id} closed)"
     headline = {"needs_login": "needs a login", "error": "has failed", "flapping": "keeps restarting"}

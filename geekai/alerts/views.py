@@ -5,10 +5,11 @@ import uuid
 
 from flask import Blueprint, current_app, jsonify, request
 
-from ..db import db, utcnow
+from ..db import db
 from ..web.auth import admin_required
 from . import channels
 from .models import Incident
+from .notices import send_one_off
 
 bp = Blueprint("alerts", __name__, url_prefix="/api/alerts")
 
@@ -67,18 +68,9 @@ def retry_delivery(message_id: int):
 @admin_required
 def send_test():
     """Queue a test notice to every configured channel (not an incident)."""
-    from .. import outbox
-
-    config = current_app.config
-    sample = Incident(id=0, kind="test", state="test", reason="test message from geekai: alerts reach you",
-                      began_at=utcnow(), opened_at=utcnow(), reminders=0)
-    key = uuid.uuid4().hex[:12]
-    queued = []
-    for message in channels.build(sample, channels.OPENED, config):
-        found = outbox.enqueue(message.topic, message.transport, message.target, message.payload,
-                               key=f"test-{key}-{message.channel}", headers=message.headers)
-        queued.append(found)
+    queued = send_one_off("test", "test message from geekai: alerts reach you", f"test-{uuid.uuid4().hex[:12]}",
+                          current_app.config)
     db.session.commit()
     if not queued:
         return jsonify(error="no alert channel is configured (ALERT_*_URL, ALERT_SMTP_URL + ALERT_EMAIL_TO)"), 409
-    return jsonify(deliveries=[_delivery(m) for m in queued if m is not None]), 202
+    return jsonify(deliveries=[_delivery(m) for m in queued]), 202

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta, timezone
 
+from flask import current_app
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -201,7 +202,16 @@ def _alert_forgery(notice: StoredNotice) -> None:
     """Tell the operator that someone tried to fake a payment."""
     logger.warning("rejected payment notice %s from %r (%s): not WeChat Pay's official account",
                    notice.id, notice.sender_name, notice.sender)
-    # TODO(alerts): raise an ad-hoc alert here once geekai.alerts offers a function for one.
+    from ..alerts.channels import FORGED_PAYMENT
+    from ..alerts.notices import send_one_off
+
+    reason = f"notice {notice.id}: " + _forgery_reason(notice, parse_notice(notice.content, notice.create_time))
+    try:
+        send_one_off(FORGED_PAYMENT, reason, f"forged-payment-{notice.id}", current_app.config)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        logger.exception("could not queue the alert for forged payment notice %s", notice.id)
 
 
 def recover_notices(app, min_age_seconds: float = 60, limit: int = 100) -> int:
