@@ -132,3 +132,35 @@ def log_in_by_scan(client, auth, emulator):
     wait_for_state(client, auth, "waiting_for_confirm")
     emulator.confirm()
     return wait_for_state(client, auth, "logged_in")
+
+
+@pytest.fixture
+def service(tmp_path):
+    """Start `python app.py` processes (see tests/service.py); kill what is left afterwards."""
+    from service import Service
+
+    started = []
+
+    def start(**env):
+        started.append(Service(tmp_path / "instance", **env))
+        return started[-1]
+
+    yield start
+    for svc in started:
+        if svc.proc.poll() is None:
+            svc.proc.kill()
+            svc.proc.wait()
+        svc.proc.stderr.close()
+
+
+CALLBACK_SECRET = "callback-secret-123"
+
+
+@pytest.fixture
+def receiver():
+    """A local webhook receiver (tests/receivers.py) that checks callback signatures."""
+    from receivers import WebhookReceiver
+
+    hook = WebhookReceiver(secret=CALLBACK_SECRET).start()
+    yield hook
+    hook.stop()

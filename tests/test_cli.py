@@ -12,11 +12,10 @@ import pyqrcode
 import pytest
 from werkzeug.serving import make_server
 
-from conftest import API_TOKEN, ROOT_DIR, log_in_by_scan, wait_for, wait_for_state
-from test_server import Service
+from conftest import API_TOKEN, ROOT_DIR, log_in_by_scan, wait_for
 
 from geekai.__main__ import main
-from geekai.cli import bot, qr_modules, render_qr
+from geekai.cli import qr_modules, render_qr
 
 
 @pytest.fixture
@@ -184,22 +183,6 @@ def run_cli(svc, *args, module=True, timeout=60):
         [sys.executable, "-m", "flask", "--app", "app", "bot", *args]
     return subprocess.Popen(command, cwd=ROOT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
-
-
-@pytest.fixture
-def service(tmp_path):
-    started = []
-
-    def start(**env):
-        started.append(Service(tmp_path / "instance", **env))
-        return started[-1]
-
-    yield start
-    for svc in started:
-        if svc.proc.poll() is None:
-            svc.proc.kill()
-            svc.proc.wait()
-        svc.proc.stderr.close()
 
 
 def _answers(svc) -> bool:

@@ -12,17 +12,11 @@ from geekai import jobs, outbox
 from geekai.db import db, utcnow
 from geekai.outbox import OutboxMessage
 from receivers import FakeSMTPServer, WebhookReceiver
+from conftest import CALLBACK_SECRET
 
-SECRET = "callback-secret-123"
+SECRET = CALLBACK_SECRET
 QUICK = {"OUTBOX_RETRY_FIRST_SECONDS": 0.01, "OUTBOX_RETRY_MAX_SECONDS": 0.05, "OUTBOX_TIMEOUT_SECONDS": 1,
          "OUTBOX_MAX_ATTEMPTS": 3, "PAYMENT_CALLBACK_SECRET": SECRET}
-
-
-@pytest.fixture
-def receiver():
-    r = WebhookReceiver(secret=SECRET).start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture

@@ -15,17 +15,11 @@ from geekai.payments import ledger, recorder
 from geekai.payments.models import CODE_ALPHABET, Order, Payment, PaymentNotice
 from payment_helpers import ASSISTANT, FORGER, GROUP, OFFICIAL, as_web_wechat, message, receipt_xml, refund_xml
 from receivers import WebhookReceiver
+from conftest import CALLBACK_SECRET
 
-SECRET = "callback-secret-123"
+SECRET = CALLBACK_SECRET
 QUICK = {"OUTBOX_RETRY_FIRST_SECONDS": 0.01, "OUTBOX_RETRY_MAX_SECONDS": 0.05, "OUTBOX_TIMEOUT_SECONDS": 1,
          "ORDER_EXPIRY_GRACE_SECONDS": 0}
-
-
-@pytest.fixture
-def receiver():
-    r = WebhookReceiver(secret=SECRET).start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture

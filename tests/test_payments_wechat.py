@@ -8,15 +8,9 @@ import pytest
 from conftest import log_in_by_scan, wait_for
 from payment_helpers import as_web_wechat, receipt_xml
 from receivers import WebhookReceiver
+from conftest import CALLBACK_SECRET
 
-SECRET = "callback-secret-123"
-
-
-@pytest.fixture
-def receiver():
-    r = WebhookReceiver(secret=SECRET).start()
-    yield r
-    r.stop()
+SECRET = CALLBACK_SECRET
 
 
 @pytest.fixture

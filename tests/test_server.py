@@ -1,79 +1,13 @@
 """The real entry point on a real socket: serves at once, shuts down cleanly on SIGTERM."""
 from __future__ import annotations
 
-import json
 import os
-import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
-
-import pytest
 
 from conftest import ROOT_DIR, wait_for
-
-
-class Service:
-    """`python app.py` in a subprocess, on a free port."""
-
-    def __init__(self, instance, **env):
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("GEEKAI_")}
-        environ.update({"NO_PROXY": "127.0.0.1", "GEEKAI_BOT_RETRY_FIRST_SECONDS": "0.2"}, **env)
-        self.instance = instance
-        self.proc = subprocess.Popen([sys.executable, "app.py", "--port", "0", "--instance", str(instance)],
-                                     cwd=ROOT_DIR, env=environ, stderr=subprocess.PIPE, text=True)
-        self.url = self._read_url()
-
-    def _read_url(self) -> str:
-        self.log = []
-        for line in self.proc.stderr:
-            self.log.append(line)
-            if line.startswith("geekai: serving on "):
-                # Keep reading, so that a full pipe never blocks the service's logging.
-                threading.Thread(target=self.log.extend, args=(self.proc.stderr,), daemon=True).start()
-                return line.split()[-1]
-        raise AssertionError(f"service did not start (exit {self.proc.wait()}): {''.join(self.log)}")
-
-    def get(self, path, token=None):
-        request = urllib.request.Request(self.url + path)
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return json.load(response)
-
-    def token(self) -> str:
-        self.get("/readyz")  # waits until the app is built (and its secrets written)
-        return json.loads((self.instance / "secrets.json").read_text())["API_TOKEN"]
-
-    def stored_state(self) -> str:
-        with sqlite3.connect(self.instance / "geekai.sqlite") as conn:
-            return conn.execute("SELECT state FROM bot_state").fetchone()[0]
-
-    def terminate(self) -> tuple[int, float]:
-        began = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=15)
-        return code, time.monotonic() - began
-
-
-@pytest.fixture
-def service(tmp_path):
-    started = []
-
-    def start(**env):
-        started.append(Service(tmp_path / "instance", **env))
-        return started[-1]
-
-    yield start
-    for svc in started:
-        if svc.proc.poll() is None:
-            svc.proc.kill()
-            svc.proc.wait()
-        svc.proc.stderr.close()
 
 
 def test_serves_at_once_with_wechat_unreachable_and_stops_on_sigterm(service):
