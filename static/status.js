@@ -275,6 +275,9 @@
     });
   }
 
+  // Uptime moves while the state stands still; messages only come with changes.
+  setInterval(function () { getJSON("/api/bot/stats").then(renderStats).catch(function () {}); }, 60000);
+
   localizeTimes(document);
   tick();
   refreshPhone();
