@@ -253,3 +253,22 @@ def test_cached_session_on_a_vanished_server_gives_way_to_a_qr(make_app, run_bot
         wait_for_state(again.test_client(), auth, "waiting_for_scan", timeout=15)
         reasons = [e["reason"] for e in history(again.test_client(), auth) if e["to"] == "retrying"]
         assert reasons and all("lost the connection" in r or "cannot reach" in r for r in reasons)
+
+
+def test_malformed_message_is_passed_on_raw_and_loses_no_other(bot_app, run_bot, auth, emulator):
+    """itchat reads a sync batch at once: one unreadable message must not take the others with it."""
+    client = bot_app.test_client()
+    received = []
+    register_message_handler(bot_app, received.append)
+    run_bot(bot_app)
+    log_in_by_scan(client, auth, emulator)
+    with emulator._cond:  # both in the same webwxsync answer
+        emulator.inject_message({"MsgType": 1, "Content": None, "MsgId": "1111"})
+        emulator.send_text("after the broken one")
+    assert wait_for(lambda: len(received) == 2, timeout=5), [m.type for m in received]
+    broken, good = received
+    assert (broken.type, broken.id) == ("Unreadable", "1111")
+    assert broken.raw["MsgType"] == 1
+    assert (good.type, good.text) == ("Text", "after the broken one")
+    emulator.send_text("and the listener is still alive")
+    assert wait_for(lambda: len(received) == 3, timeout=5)

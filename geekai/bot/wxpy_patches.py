@@ -9,12 +9,16 @@ import contextlib
 import html
 import io
 import logging
+import queue
 import threading
 
 from . import bounded_http
 from .errors import BackendUnavailable, StopRequested
 
 logger = logging.getLogger(__name__)
+
+# The type of a message that itchat or wxpy could not read; handlers still get its raw form.
+UNREADABLE = "Unreadable"
 
 # The attempt (AttemptContext) of the thread that is constructing a Bot, if any.
 local = threading.local()
@@ -73,6 +77,22 @@ def install_patches(itchat, wxpy) -> None:
                     ctx.extend()
                 return False
 
+        shipped_produce = itchat.components.messages.produce_msg
+
+        def produce_msg(core, msg_list):
+            # itchat reads a whole sync batch at once: one message it cannot read loses them all.
+            produced = []
+            for raw in msg_list:
+                try:
+                    produced.extend(shipped_produce(core, [raw]))
+                except Exception as exc:
+                    logger.error("itchat cannot read a message from WeChat (%s: %s); passing it on raw: %r",
+                                 type(exc).__name__, exc, raw)
+                    produced.append(dict(raw, Type=UNREADABLE, Text=str(raw.get("Content", ""))))
+            return produced
+
+        itchat.components.login.produce_msg = produce_msg
+        itchat.components.hotreload.produce_msg = produce_msg
         itchat.components.register.test_connect = test_connect
         itchat.components.login.push_login = push_login
         wxpy.api.bot.enhance_connection = enhance_connection
@@ -109,9 +129,25 @@ def bot_class(wxpy):
             if not self._hold_delivery:
                 super().start()
 
-        def start_delivering(self):
+        def start_delivering(self, deliver):
+            """Hand every queued and future message to deliver(raw), in order."""
+            self._deliver_raw = deliver
             self._hold_delivery = False
             self.start()
+
+        def _listen(self):
+            # wxpy's loop builds each Message outside its try: one malformed message would end
+            # the listener thread, and every later message would wait for ever in the queue.
+            self.is_listening = True
+            try:
+                while self.alive and self.is_listening:
+                    try:
+                        raw = self.core.msgList.get(timeout=0.5)
+                    except queue.Empty:
+                        continue
+                    self._deliver_raw(raw)
+            finally:
+                self.is_listening = False
 
     _bot_classes["bot"] = GeekaiBot
     return GeekaiBot

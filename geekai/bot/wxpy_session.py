@@ -11,6 +11,7 @@ import time
 
 from . import bounded_http
 from .backend import IncomingMessage, LoginListener
+from .wxpy_patches import UNREADABLE
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +54,8 @@ class WxpySession:
         # wxpy's own wrapper, installed after login, calls requests.Session.request directly,
         # past ours: wrap again so heartbeats, timeouts and logout reasons are seen while online.
         bounded_http.wrap_requests(bot.core.s, self.ctx)
-        bot.register(except_self=False, run_async=False)(self._deliver)
-        self.inbox = DeliveryQueue.replace(bot)
-        bot.start_delivering()
+        self.inbox = DeliveryQueue.replace(bot, self.deliver)
+        bot.start_delivering(self.deliver)
 
     @property
     def closed(self) -> bool:
@@ -128,12 +128,13 @@ class WxpySession:
         with contextlib.suppress(Exception):
             bot.core.s.close()
 
-    def _deliver(self, msg) -> None:
+    def deliver(self, raw: dict) -> None:
+        """Pass one message from itchat's queue to the handlers; an unreadable one goes raw."""
         try:
-            message = to_incoming(msg)
-        except Exception:
-            logger.exception("could not read an incoming message; raw: %r", getattr(msg, "raw", None))
-            return
+            message = to_incoming(raw, self.bot)
+        except Exception as exc:
+            logger.error("wxpy cannot read a message (%s: %s); passing it on raw: %r", type(exc).__name__, exc, raw)
+            message = raw_incoming(raw)
         self.listener.message(message)
 
 
@@ -144,14 +145,15 @@ class DeliveryQueue(queue.Queue):
     still arriving from itchat's receiving thread is delivered at once by the caller's thread.
     """
 
-    def __init__(self, bot):
+    def __init__(self, bot, deliver):
         super().__init__()
         self.bot = bot
+        self.deliver = deliver
         self.closed = False
 
     @classmethod
-    def replace(cls, bot) -> "DeliveryQueue":
-        inbox = cls(bot)
+    def replace(cls, bot, deliver) -> "DeliveryQueue":
+        inbox = cls(bot, deliver)
         old, bot.core.msgList = bot.core.msgList, inbox
         while not old.empty():
             inbox.put(old.get_nowait())
@@ -159,7 +161,7 @@ class DeliveryQueue(queue.Queue):
 
     def put(self, item, block=True, timeout=None):
         if self.closed:
-            self._deliver(item)
+            self.deliver(item)
         else:
             super().put(item, block, timeout)
 
@@ -172,33 +174,35 @@ class DeliveryQueue(queue.Queue):
             thread.join(timeout=2)
         while True:
             try:
-                self._deliver(self.get_nowait())
+                self.deliver(self.get_nowait())
             except queue.Empty:
                 return
 
-    def _deliver(self, raw) -> None:
-        from wxpy.api.messages import Message
 
-        try:
-            message = Message(raw, self.bot)
-            config = self.bot.registered.get_config(message)
-            if config:
-                config.func(message)
-        except Exception:
-            logger.exception("could not deliver a message received while going offline: %r", raw)
+def to_incoming(raw: dict, bot) -> IncomingMessage:
+    """A message from itchat's queue as an IncomingMessage, read through wxpy."""
+    from wxpy.api.messages import Message
 
-
-def to_incoming(msg) -> IncomingMessage:
-    """A wxpy Message as an IncomingMessage."""
-    raw = dict(msg.raw)
+    msg = Message(raw, bot)
     sender = msg.sender
     return IncomingMessage(
-        id=str(raw.get("NewMsgId") or raw.get("MsgId") or ""),
+        id=_message_id(raw),
         type=str(msg.type),
         text=msg.text or "",
         sender=raw.get("FromUserName", ""),
         sender_name=getattr(sender, "name", "") or "",
         sender_contact=dict(getattr(sender, "raw", {}) or {}),
-        raw=raw,
+        raw=dict(raw),
         reply=msg.reply,
     )
+
+
+def raw_incoming(raw) -> IncomingMessage:
+    """A message that neither itchat nor wxpy could read, as it came: handlers may still want it."""
+    raw = dict(raw) if isinstance(raw, dict) else {"Content": repr(raw)}
+    return IncomingMessage(id=_message_id(raw), type=UNREADABLE, text=str(raw.get("Content") or ""),
+                           sender=str(raw.get("FromUserName") or ""), sender_name="", raw=raw)
+
+
+def _message_id(raw: dict) -> str:
+    return str(raw.get("NewMsgId") or raw.get("MsgId") or "")
