@@ -269,6 +269,7 @@ def test_malformed_message_is_passed_on_raw_and_loses_no_other(bot_app, run_bot,
     broken, good = received
     assert (broken.type, broken.id) == ("Unreadable", "1111")
     assert broken.raw["MsgType"] == 1
+    assert broken.sender_contact["NickName"] == "张三"  # looked up, for checks such as the payment sender's
     assert (good.type, good.text) == ("Text", "after the broken one")
     emulator.send_text("and the listener is still alive")
     assert wait_for(lambda: len(received) == 3, timeout=5)

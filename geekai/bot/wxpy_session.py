@@ -135,7 +135,19 @@ class WxpySession:
         except Exception as exc:
             logger.error("wxpy cannot read a message (%s: %s); passing it on raw: %r", type(exc).__name__, exc, raw)
             message = raw_incoming(raw)
+        if not message.sender_contact and message.sender:
+            message.sender_contact = self._contact(message.sender)
         self.listener.message(message)
+
+    def _contact(self, user_name: str) -> dict:
+        """The sender's contact record from itchat's lists (a payment check needs its flags)."""
+        core = self.bot.core
+        for search in (core.search_mps, core.search_friends, core.search_chatrooms):
+            with contextlib.suppress(Exception):
+                found = search(userName=user_name)
+                if found:
+                    return dict(found)
+        return {}
 
 
 class DeliveryQueue(queue.Queue):
