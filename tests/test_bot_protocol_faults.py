@@ -151,3 +151,20 @@ def test_login_logout_cycles_leak_nothing(bot_app, run_bot, auth, emulator):
     assert len(itchat.instanceList) <= baseline[0]
     assert wait_for(lambda: threading.active_count() <= baseline[1] + 2, timeout=5), threading.enumerate()
     assert _open_fds() <= baseline[2] + 5
+
+
+def test_watchdog_restarts_a_bot_whose_listener_died(make_app, run_bot, auth, emulator):
+    from conftest import log_in_by_scan
+
+    app = make_app(WECHAT_BASE_URL=emulator.base_url, WATCHDOG_SECONDS=30, BOT_RETRY_FIRST_SECONDS=0.3)
+    client = app.test_client()
+    runtime = run_bot(app)
+    log_in_by_scan(client, auth, emulator)
+    bot = runtime.supervisor.session.bot
+    bot.is_listening = False  # the listener thread ends without any callback, as a crash would
+    bot.listening_thread.join(5)
+    assert wait_for(lambda: any(e["actor"] == "watchdog" for e in history(client, auth)), timeout=10), \
+        history(client, auth)[:3]
+    left = next(e for e in history(client, auth) if e["from"] == "logged_in")
+    assert left["actor"] == "watchdog" and "listener thread died" in left["reason"]
+    wait_for_state(client, auth, "logged_in", timeout=8)
