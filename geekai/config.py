@@ -1,10 +1,13 @@
 """Configuration: defaults, loading order and validation of every key."""
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -187,7 +190,8 @@ RULES: dict[str, Rule] = {
 def load(app, test_config: dict | None = None) -> None:
     """Layer defaults, instance/config.py, GEEKAI_* environment and test config, then validate."""
     app.config.from_mapping(DEFAULTS)
-    app.config.from_pyfile("config.py", silent=True)
+    _load_instance_file(app)
+    _warn_unknown_environment(set(app.config))
     app.config.from_prefixed_env("GEEKAI")
     if test_config:
         app.config.from_mapping(test_config)
@@ -195,6 +199,29 @@ def load(app, test_config: dict | None = None) -> None:
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         path = os.path.join(app.instance_path, "geekai.sqlite")
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + path
+
+
+# GEEKAI_* variables read by app.py and the CLI rather than by the app's config.
+_ENTRY_POINT_KEYS = {"HOST", "PORT", "INSTANCE_PATH", "URL"}
+
+
+def _warn_unknown_environment(known: set[str]) -> None:
+    """A misspelt GEEKAI_ variable would otherwise be ignored without a word."""
+    for name in sorted(os.environ):
+        key = name[len("GEEKAI_"):]
+        if name.startswith("GEEKAI_") and key not in known | set(RULES) | _ENTRY_POINT_KEYS:
+            logger.warning("%s is not a geekai setting and is ignored (misspelt?)", name)
+
+
+def _load_instance_file(app) -> None:
+    """instance/config.py, if there is one; an error in it is a config error naming the file."""
+    path = os.path.join(app.instance_path, "config.py")
+    try:
+        app.config.from_pyfile("config.py", silent=True)
+    except SyntaxError as exc:
+        raise ConfigError(path, "valid Python", f"syntax error on line {exc.lineno}: {exc.msg}") from None
+    except Exception as exc:  # the file runs as Python: anything can go wrong in it
+        raise ConfigError(path, "loadable", f"{type(exc).__name__}: {exc}") from None
 
 
 def check(instance_path: str, test_config: dict | None = None) -> None:

@@ -77,3 +77,28 @@ def test_secrets_are_generated_once_and_private(tmp_path, capfd):
     client = second.test_client()
     assert sign_in(client, password).status_code == 302
     assert client.get("/api/bot").status_code == 200
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("BOT_LOGIN_TIMEOUT = (\n", "must be valid Python"),
+    ("import not_a_module\n", "No module named"),
+])
+def test_broken_instance_config_file_is_one_line(tmp_path, content, expected):
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "config.py").write_text(content)
+    result = subprocess.run([sys.executable, "app.py", "--instance", str(instance), "--port", "0"],
+                            cwd=ROOT_DIR, capture_output=True, text=True, timeout=30,
+                            env={"PATH": "/usr/bin:/bin", "NO_PROXY": "*"})
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("geekai: config error: " + str(instance / "config.py")) and expected in line
+
+
+def test_misspelt_environment_variable_is_named(make_app, monkeypatch, caplog):
+    monkeypatch.setenv("GEEKAI_BOT_LOGIN_TIMEOUTT", "30")
+    monkeypatch.setenv("GEEKAI_BOT_QR_MAX_REFRESH", "3")
+    app = make_app()
+    assert "GEEKAI_BOT_LOGIN_TIMEOUTT is not a geekai setting" in caplog.text
+    assert "GEEKAI_BOT_QR_MAX_REFRESH" not in caplog.text
+    assert app.config["BOT_LOGIN_TIMEOUT"] == 2  # the test config's value: the typo changed nothing
