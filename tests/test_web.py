@@ -93,3 +93,10 @@ def test_page_language_from_accept_language(client, header, expected):
 def test_events_paging_rejects_garbage(client, auth):
     response = client.get("/api/bot/events?limit=x", headers=auth)
     assert response.status_code == 400
+
+
+def test_admin_header_links_to_payments(client):
+    sign_in(client)
+    html = client.get("/?lang=zh").get_data(as_text=True)
+    assert 'id="nav-payments"' in html and "收款" in html
+    assert client.get("/payments").status_code == 200
