@@ -68,7 +68,7 @@ def test_bad_answers_before_scan_are_transient(make_app, run_bot, auth, emulator
 
 
 @pytest.mark.parametrize("mode, step", [("5xx", "webwxinit"), ("garbage", "webwxinit"),
-                                        ("drop", "webwxstatusnotify"), ("garbage", "webwxnewloginpage")])
+                                        ("drop", "webwxstatusnotify"), ("garbage", "webwxnewloginpage"), ("5xx", "webwxnewloginpage")])
 def test_bad_answers_after_confirm_are_transient(make_app, run_bot, auth, emulator, mode, step):
     app = make_app(WECHAT_BASE_URL=emulator.base_url, BOT_RETRY_FIRST_SECONDS=30)
     client = app.test_client()
@@ -168,3 +168,16 @@ def test_watchdog_restarts_a_bot_whose_listener_died(make_app, run_bot, auth, em
     left = next(e for e in history(client, auth) if e["from"] == "logged_in")
     assert left["actor"] == "watchdog" and "listener thread died" in left["reason"]
     wait_for_state(client, auth, "logged_in", timeout=8)
+
+
+@pytest.mark.parametrize("mode, step", [("5xx", "webwxstatusnotify"), ("drop", "webwxgetcontact")])
+def test_server_without_optional_steps_still_logs_in(make_app, run_bot, auth, emulator, mode, step):
+    """itchat tolerates a failing status notify and a lost contact request; so must the bounds around it."""
+    from conftest import log_in_by_scan
+
+    emulator.set_fault(mode, {step})
+    app = make_app(WECHAT_BASE_URL=emulator.base_url)
+    client = app.test_client()
+    run_bot(app)
+    state = log_in_by_scan(client, auth, emulator)
+    assert state["account"] == "GeekAI测试号"

@@ -140,9 +140,14 @@ def _login_failure(ctx: AttemptContext, url: str, exc: Exception) -> Exception:
     return WeChatUnreachable(f"lost the connection to WeChat during login: {_short(exc)}")
 
 
+# The login steps whose HTTP errors are ours to report. Other calls (statusnotify, contacts,
+# push login) itchat tolerates failing, and a server without them still logs in.
+_CHECKED_STATUS = tuple(_EXPECTED_LOGIN_ANSWERS) + ("/webwxnewloginpage", "/webwxinit")
+
+
 def _check_login_answer(path: str, response: requests.Response) -> None:
     """Turn answers that itchat would loop on forever into a classified failure."""
-    if response.status_code >= 400:
+    if response.status_code >= 400 and path.endswith(_CHECKED_STATUS):
         raise WeChatBadAnswer(f"WeChat answered HTTP {response.status_code} for {path}")
     for suffix, expected in _EXPECTED_LOGIN_ANSWERS.items():
         if path.endswith(suffix) and not expected.search(response.text):
