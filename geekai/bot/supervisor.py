@@ -229,8 +229,10 @@ class BotSupervisor:
 def _describe(exc: BaseException) -> str:
     """The failure's traceback for the admin, with the exceptions that caused it in one line each."""
     lines = traceback.format_exception(exc, chain=False)
+    seen = {id(exc)}
     cause = exc.__cause__ or exc.__context__
-    while cause is not None:
+    while cause is not None and id(cause) not in seen:  # a chain can loop back on itself
+        seen.add(id(cause))
         lines.append(f"caused by {type(cause).__name__}: {cause}\n")
         cause = cause.__cause__ or cause.__context__
     return "".join(lines)
