@@ -113,8 +113,10 @@ class QrWatcher:
         self._pace()
 
     def _new_qr(self, png: bytes) -> None:
+        # DESIGN.md: needs_login once the QR "expired BOT_QR_MAX_REFRESH times with nobody
+        # scanning" (at least once: 0 would otherwise never show a QR at all).
         expiries = self.qr_count
-        if expiries > self.max_refresh:
+        if expiries and expiries >= max(1, self.max_refresh):
             raise QrRefreshLimit(f"the login QR expired {expiries} times with nobody scanning it")
         self.qr_count += 1
         self.scanned = False
