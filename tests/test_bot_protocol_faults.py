@@ -181,3 +181,20 @@ def test_server_without_optional_steps_still_logs_in(make_app, run_bot, auth, em
     run_bot(app)
     state = log_in_by_scan(client, auth, emulator)
     assert state["account"] == "GeekAI测试号"
+
+
+def test_account_refused_by_web_wechat_waits_for_a_person(make_app, run_bot, auth, emulator, monkeypatch):
+    """WeChat answers the confirmed login with ret 1203 for accounts it keeps off the web: no loop."""
+    refusal = ("<error><ret>1203</ret><message>当前登录环境异常。为了你的帐号安全，暂时不能登录web微信。"
+               "</message></error>")
+    monkeypatch.setattr(emulator, "_redirect", lambda ticket, uuid: (200, "text/plain; charset=utf-8", refusal, []))
+    app = make_app(WECHAT_BASE_URL=emulator.base_url)
+    client = app.test_client()
+    run_bot(app)
+    wait_for_state(client, auth, "waiting_for_scan")
+    emulator.confirm()
+    state = wait_for_state(client, auth, "needs_login")
+    assert "refused the web login for this account (ret 1203)" in state["reason"]
+    assert "暂时不能登录web微信" in state["reason"]
+    polls = emulator.request_counts["/jslogin"]
+    assert not wait_for(lambda: emulator.request_counts["/jslogin"] > polls, timeout=1), "it kept trying"
