@@ -1,6 +1,7 @@
 """The status page as served: public vs admin, languages, counters, history, Secure cookies."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -157,3 +158,26 @@ def test_forwarded_proto_is_trusted_only_from_declared_proxies(make_app, proxies
     client = make_app(PROXY_COUNT=proxies).test_client()
     response = client.get("/login", headers={"X-Forwarded-Proto": "https"})
     assert ("Secure" in session_cookie(response)) is secure
+
+
+def test_alert_card_shows_open_incident_and_failed_deliveries(make_app):
+    from geekai import outbox
+    from geekai.alerts.models import Incident
+
+    app = make_app(ALERT_WEBHOOK_URL="http://127.0.0.1:9/hook", OUTBOX_MAX_ATTEMPTS=1)
+    with app.app_context():
+        db.session.add(Incident(kind="down", state="retrying", reason="WeChat ended the session"))
+        outbox.enqueue("alert.webhook", "http", "http://127.0.0.1:9/hook", {"x": 1}, key="incident-1-opened-webhook")
+        db.session.commit()
+    outbox.deliver_due(app)  # the receiver is down: one attempt, then failed
+    client = app.test_client()
+    sign_in(client)
+    html = client.get("/?lang=en").get_data(as_text=True)
+    assert re.search(r'id="alert-channels">\s*webhook', html)
+    assert "#1 down: WeChat ended the session" in html
+    assert re.search(r'id="alerts-failed" class="error">1', html) and "see the deliveries" in html
+
+
+def test_alert_card_warns_when_no_channel_is_configured(client):
+    sign_in(client)
+    assert "nobody hears of a dead bot" in client.get("/?lang=en").get_data(as_text=True)

@@ -30,22 +30,31 @@ def _delivery(row) -> dict:
     return shown
 
 
-@bp.get("")
-@admin_required
-def list_incidents():
-    """Newest incidents first, each with its deliveries; `undelivered` counts pending and failed."""
+def delivery_counts() -> dict:
+    """Alert messages in the outbox by status."""
     from ..outbox import OutboxMessage
 
-    limit = min(100, max(1, request.args.get("limit", 20, type=int) or 20))
-    incidents = db.session.execute(db.select(Incident).order_by(Incident.id.desc()).limit(limit)).scalars().all()
     counts = dict(db.session.execute(
         db.select(OutboxMessage.status, db.func.count()).where(OutboxMessage.topic.startswith("alert."))
         .group_by(OutboxMessage.status)).all())
+    return {status: counts.get(status, 0) for status in ("pending", "delivered", "failed")}
+
+
+def open_incident() -> Incident | None:
+    return db.session.execute(db.select(Incident).where(Incident.closed_at.is_(None))
+                              .order_by(Incident.id.desc())).scalars().first()
+
+
+@bp.get("")
+@admin_required
+def list_incidents():
+    """Newest incidents first, each with its deliveries, and the outbox's alert messages by status."""
+    limit = min(100, max(1, request.args.get("limit", 20, type=int) or 20))
+    incidents = db.session.execute(db.select(Incident).order_by(Incident.id.desc()).limit(limit)).scalars().all()
     return jsonify(
         channels=channels.configured(current_app.config),
         open=next((i.id for i in incidents if i.closed_at is None), None),
-        deliveries={"pending": counts.get("pending", 0), "delivered": counts.get("delivered", 0),
-                    "failed": counts.get("failed", 0)},
+        deliveries=delivery_counts(),
         incidents=[incident.to_dict() | {"deliveries": _deliveries(incident.id)} for incident in incidents],
     )
 

@@ -25,4 +25,14 @@ def index():
     events = [event.to_dict() for event in db.session.execute(query).scalars()]
     return render_template("index.html", admin=True, online=online, state=state,
                            events=events[:HISTORY_PAGE], more=len(events) > HISTORY_PAGE,
-                           stats=bot_stats(), demo=demo_enabled(current_app))
+                           stats=bot_stats(), demo=demo_enabled(current_app), alerts=alert_summary())
+
+
+def alert_summary() -> dict:
+    """What the alert card shows: channels, the open incident, undelivered alert messages."""
+    from ..alerts import channels
+    from ..alerts.views import delivery_counts, open_incident
+
+    incident = open_incident()
+    return {"channels": channels.configured(current_app.config), "deliveries": delivery_counts(),
+            "incident": incident.to_dict() if incident is not None else None}
