@@ -196,9 +196,23 @@ def load(app, test_config: dict | None = None) -> None:
     if test_config:
         app.config.from_mapping(test_config)
     validate(app.config)
+    _warn_short_login_timeout(app.config)
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         path = os.path.join(app.instance_path, "geekai.sqlite")
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + path
+
+
+# The real web WeChat holds each login poll about 25 s before answering.
+WECHAT_LONG_POLL = 25
+
+
+def _warn_short_login_timeout(config) -> None:
+    """Against the real WeChat a timeout under its long-poll would end every login poll early."""
+    host = urlsplit(config["WECHAT_BASE_URL"]).hostname or ""
+    real = host == "qq.com" or host.endswith((".qq.com", ".wechat.com"))
+    if real and config["BOT_BACKEND"] == "wxpy" and config["BOT_LOGIN_TIMEOUT"] <= WECHAT_LONG_POLL:
+        logger.warning("BOT_LOGIN_TIMEOUT is %s s, but WeChat holds a login poll about %s s: "
+                       "logins will time out; use 60", config["BOT_LOGIN_TIMEOUT"], WECHAT_LONG_POLL)
 
 
 # GEEKAI_* variables read by app.py and the CLI rather than by the app's config.

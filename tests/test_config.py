@@ -102,3 +102,9 @@ def test_misspelt_environment_variable_is_named(make_app, monkeypatch, caplog):
     assert "GEEKAI_BOT_LOGIN_TIMEOUTT is not a geekai setting" in caplog.text
     assert "GEEKAI_BOT_QR_MAX_REFRESH" not in caplog.text
     assert app.config["BOT_LOGIN_TIMEOUT"] == 2  # the test config's value: the typo changed nothing
+
+
+@pytest.mark.parametrize("base_url, warned", [("https://login.weixin.qq.com", True), ("http://127.0.0.1:9", False)])
+def test_login_timeout_shorter_than_wechats_long_poll_is_named(make_app, caplog, base_url, warned):
+    make_app(BOT_LOGIN_TIMEOUT=20, WECHAT_BASE_URL=base_url)
+    assert ("BOT_LOGIN_TIMEOUT is 20 s" in caplog.text) is warned
