@@ -102,13 +102,14 @@ def _http_url(value: Any) -> str:
     return str(value).rstrip("/")
 
 
-def _optional_http_url(value: Any) -> str | None:
-    return None if value in (None, "") else _http_url(value)
+def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The same rule, with unset (None or "") allowed."""
+    def parse_optional(value: Any):
+        return None if value in (None, "") else parse(value)
+    return parse_optional
 
 
-def _optional_smtp_url(value: Any) -> str | None:
-    if value in (None, ""):
-        return None
+def _smtp_url(value: Any) -> str:
     parts = urlsplit(str(value))
     if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
         raise ValueError(value)
@@ -116,9 +117,7 @@ def _optional_smtp_url(value: Any) -> str | None:
     return str(value)
 
 
-def _optional_addresses(value: Any) -> str | None:
-    if value in (None, ""):
-        return None
+def _addresses(value: Any) -> str:
     addresses = [part.strip() for part in str(value).split(",")]
     if not all("@" in address and " " not in address for address in addresses):
         raise ValueError(value)
@@ -168,13 +167,13 @@ RULES: dict[str, Rule] = {
     "ADMIN_PASSWORD": Rule(_secret, "a string of at least 8 characters"),
     "API_TOKEN": Rule(_secret, "a string of at least 8 characters"),
     "SECRET_KEY": Rule(_secret, "a string of at least 8 characters"),
-    "ALERT_WEBHOOK_URL": Rule(_optional_http_url, "an http(s) URL"),
-    "ALERT_WECOM_URL": Rule(_optional_http_url, "an http(s) URL"),
-    "ALERT_DINGTALK_URL": Rule(_optional_http_url, "an http(s) URL"),
-    "ALERT_FEISHU_URL": Rule(_optional_http_url, "an http(s) URL"),
-    "ALERT_SMTP_URL": Rule(_optional_smtp_url, "a URL such as smtp://user:password@host:587 or smtps://user:password@host:465"),
-    "ALERT_EMAIL_TO": Rule(_optional_addresses, "one or more mail addresses separated by commas"),
-    "PAYMENT_CALLBACK_URL": Rule(_optional_http_url, "an http(s) URL"),
+    "ALERT_WEBHOOK_URL": Rule(_optional(_http_url), "an http(s) URL"),
+    "ALERT_WECOM_URL": Rule(_optional(_http_url), "an http(s) URL"),
+    "ALERT_DINGTALK_URL": Rule(_optional(_http_url), "an http(s) URL"),
+    "ALERT_FEISHU_URL": Rule(_optional(_http_url), "an http(s) URL"),
+    "ALERT_SMTP_URL": Rule(_optional(_smtp_url), "a URL such as smtp://user:password@host:587 or smtps://user:password@host:465"),
+    "ALERT_EMAIL_TO": Rule(_optional(_addresses), "one or more mail addresses separated by commas"),
+    "PAYMENT_CALLBACK_URL": Rule(_optional(_http_url), "an http(s) URL"),
     "PAYMENT_CALLBACK_SECRET": Rule(_secret, "a string of at least 8 characters"),
     "ORDER_TTL_SECONDS": Rule(_seconds(10), "a number of seconds >= 10"),
     "ORDER_EXPIRY_GRACE_SECONDS": Rule(_seconds(0), "a number of seconds >= 0"),
