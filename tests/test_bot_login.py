@@ -273,3 +273,18 @@ def test_malformed_message_is_passed_on_raw_and_loses_no_other(bot_app, run_bot,
     assert (good.type, good.text) == ("Text", "after the broken one")
     emulator.send_text("and the listener is still alive")
     assert wait_for(lambda: len(received) == 3, timeout=5)
+
+
+def test_qr_scanned_then_cancelled_does_not_count_towards_the_cap(make_app, run_bot, auth, emulator):
+    app = make_app(WECHAT_BASE_URL=emulator.base_url, BOT_QR_MAX_REFRESH=1)
+    client = app.test_client()
+    run_bot(app)
+    wait_for_state(client, auth, "waiting_for_scan")
+    emulator.scan()
+    wait_for_state(client, auth, "waiting_for_confirm")
+    assert emulator.cancel()  # cancelled on the phone: a new QR, still no cap reached
+    assert wait_for(lambda: client.get("/api/bot", headers=auth).get_json()["reason"]
+                    == "QR expired; new QR (refresh 1)")
+    assert emulator.expire_qr()  # this one nobody scanned: the cap of one is reached
+    state = wait_for_state(client, auth, "needs_login")
+    assert state["reason"] == "the login QR expired once with nobody scanning it"

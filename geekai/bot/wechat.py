@@ -66,7 +66,6 @@ class WxpyBackend:
             raise SessionRejected(ctx.last_sync_problem or "WeChat ended the session right after the login")
         return session
 
-
     def _after_failed_login(self, exc: BaseException, in_hot_login: bool) -> None:
         """A cached session whose server stays unreachable (while WeChat's login host answers)
         would fail every attempt without ever showing a QR: drop it after the second time."""
@@ -93,7 +92,9 @@ class QrWatcher:
         self.ctx = ctx
         self.max_refresh = max_refresh
         self.qr_count = 0
-        self.scanned = False
+        self.unattended = 0     # QRs that expired with nobody scanning them
+        self.scanned = False    # the current QR was scanned (a confirm or cancel may follow)
+        self.attended = False   # the current QR was scanned at some point
         self.last_poll = 0.0
 
     def callback(self, uuid=None, status=None, qrcode=b""):
@@ -106,7 +107,7 @@ class QrWatcher:
         elif status == "201" or (status == "408" and not qrcode and not self.scanned):
             # 201: scanned. An empty QR with 408 is a push login waiting on the phone.
             if not self.scanned:
-                self.scanned = True
+                self.scanned = self.attended = True
                 self.listener.qr_scanned(push=(status == "408"))
         elif status not in ("200", "408"):
             self._dead(qrcode)
@@ -114,13 +115,17 @@ class QrWatcher:
 
     def _new_qr(self, png: bytes) -> None:
         # DESIGN.md: needs_login once the QR "expired BOT_QR_MAX_REFRESH times with nobody
-        # scanning" (at least once: 0 would otherwise never show a QR at all).
-        expiries = self.qr_count
-        if expiries and expiries >= max(1, self.max_refresh):
-            raise QrRefreshLimit(f"the login QR expired {expiries} times with nobody scanning it")
+        # scanning" (at least once: 0 would otherwise never show a QR at all). A QR someone
+        # scanned and then cancelled on the phone was attended and does not count.
+        if self.qr_count and not self.attended:
+            self.unattended += 1
+            if self.unattended >= max(1, self.max_refresh):
+                times = "once" if self.unattended == 1 else f"{self.unattended} times"
+                raise QrRefreshLimit(f"the login QR expired {times} with nobody scanning it")
+        refresh = self.qr_count
         self.qr_count += 1
-        self.scanned = False
-        self.listener.qr_ready(png, expiries)
+        self.scanned = self.attended = False
+        self.listener.qr_ready(png, refresh)
 
     def _dead(self, qrcode: bytes) -> None:
         """The QR or push request died; a new one follows."""
