@@ -206,7 +206,7 @@ def test_expired_qr_is_replaced(emu, bots):
 
 
 def test_qr_lifetime_expires_by_itself(emulator_factory, bots):
-    emu = emulator_factory(qr_lifetime=0.2, login_poll_hold=5.0)
+    emulator_factory(qr_lifetime=0.2, login_poll_hold=5.0)  # the bots below log in to it
     run = bots()
     # The 5 s hold must not delay the 400: the poll wakes when the QR's lifetime ends.
     assert run.wait_status("0", count=2, timeout=2.0)
@@ -321,14 +321,18 @@ def test_hot_login_reuses_the_session(emu, bots, tmp_path):
     assert received[0].text == "after hot login"
 
 
-def test_hot_login_after_phone_logout_falls_back_to_qr(emu, bots, tmp_path):
+def restart_after_phone_logout(emu, bots, tmp_path):
+    """Log a bot in with a cache, log it out from the 'phone', start a second bot on that cache."""
     cache = str(tmp_path / "wxpy.pkl")
     first = bots(cache_path=cache)
     login(emu, first)
     emu.logout()
     assert first.logged_out.wait(WAIT)
+    return bots(cache_path=cache)
 
-    second = bots(cache_path=cache)
+
+def test_hot_login_after_phone_logout_falls_back_to_qr(emu, bots, tmp_path):
+    second = restart_after_phone_logout(emu, bots, tmp_path)
     assert second.wait_status("0")
     assert emu.request_counts[CGI + "/webwxpushloginurl"] == 1  # refused: push_login=False
     assert emu.request_counts["/jslogin"] == 2
@@ -338,13 +342,7 @@ def test_hot_login_after_phone_logout_falls_back_to_qr(emu, bots, tmp_path):
 
 def test_push_login_after_phone_logout(emulator_factory, bots, tmp_path):
     emu = emulator_factory(push_login=True)
-    cache = str(tmp_path / "wxpy.pkl")
-    first = bots(cache_path=cache)
-    login(emu, first)
-    emu.logout()
-    assert first.logged_out.wait(WAIT)
-
-    second = bots(cache_path=cache)
+    second = restart_after_phone_logout(emu, bots, tmp_path)
     assert emu.wait_for(lambda: emu.state == "pushed")
     assert second.wait_status("408")
     assert "0" not in second.statuses()  # no QR is drawn for a push login
