@@ -135,11 +135,35 @@ def test_reconnect_with_last_event_id_gets_only_what_it_missed(bot_app, run_bot,
     reader.close()
 
 
-def test_a_garbled_last_event_id_gets_a_fresh_snapshot(client, auth):
-    reader = open_stream(client, {**auth, "Last-Event-ID": "not-a-number"})
-    reader.next()
-    assert reader.next()["data"]["reset"] is True
-    reader.close()
+@pytest.mark.parametrize("garbled", ["not-a-number", "²", "١٢"])  # digits to str.isdigit, not to int()
+def test_a_garbled_last_event_id_gets_a_fresh_snapshot_and_leaks_no_place(make_app, auth, garbled):
+    client = make_app(STREAM_MAX_CLIENTS=1).test_client()
+    for _ in range(3):  # with a leaked place the second would be refused
+        reader = open_stream(client, auth, query_string={"last_id": garbled})
+        reader.next()
+        assert reader.next()["data"]["reset"] is True
+        reader.close()
+
+
+def test_a_request_that_fails_before_streaming_gives_its_place_back(make_app, auth, monkeypatch):
+    app = make_app(STREAM_MAX_CLIENTS=1)
+    monkeypatch.setattr(stream, "messages", lambda *args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # TESTING propagates what would be a 500
+        app.test_client().get("/api/bot/stream", headers=auth)
+    assert stream.stream_slots(app).open == 0
+
+
+def test_open_pages_share_one_view_per_change(make_app, auth, monkeypatch):
+    app = make_app()
+    computed = []
+    real = stream.bot_stats
+    monkeypatch.setattr(stream, "bot_stats", lambda: computed.append(1) or real())
+    readers = [open_stream(app.test_client(), auth) for _ in range(3)]
+    for reader in readers:
+        reader.next()
+        assert reader.next()["data"]["state"]["state"] == "stopped"
+        reader.close()
+    assert len(computed) == 1
 
 
 def test_streams_beyond_the_cap_get_503_and_a_closed_stream_frees_its_place(make_app, auth):

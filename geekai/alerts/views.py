@@ -45,6 +45,13 @@ def open_incident() -> Incident | None:
                               .order_by(Incident.id.desc())).scalars().first()
 
 
+def summary() -> dict:
+    """What the status page's alert card shows: channels, the open incident, undelivered messages."""
+    incident = open_incident()
+    return {"channels": channels.configured(current_app.config), "deliveries": delivery_counts(),
+            "incident": incident.to_dict() if incident is not None else None}
+
+
 @bp.get("")
 @admin_required
 def list_incidents():

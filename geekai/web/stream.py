@@ -15,6 +15,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from ..bot.store import change_signal
 from ..db import db, isoformat, utcnow
 from ..models import BotEvent
+from ..alerts.views import summary as alerts_summary
 from .api import current_state
 from .auth import admin_required
 from .stats import bot_stats
@@ -65,29 +66,38 @@ def stream_slots(app) -> StreamSlots:
 def bot_stream():
     """text/event-stream: `state` messages (state, new history rows, counters) and `ping`s."""
     app = current_app._get_current_object()
+    last_id = last_event_id()
+    gone = request.environ.get("waitress.client_disconnected", lambda: False)
     slots = stream_slots(app)
     if not slots.take():
         response = jsonify(error=f"{slots.size} live pages are open already; poll /api/bot instead")
         return response, 503, {"Retry-After": "30"}
-    released = threading.Event()
-
-    def release():
-        if not released.is_set():
-            released.set()
-            slots.give()
-
-    gone = request.environ.get("waitress.client_disconnected", lambda: False)
-    response = Response(messages(app, last_event_id(), gone), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-    # On close, not in the generator's `finally`: a generator that never started has no finally.
-    response.call_on_close(release)
+    try:
+        response = Response(messages(app, last_id, gone), mimetype="text/event-stream",
+                            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        # On close, not in the generator's `finally`: a generator that never started has no finally.
+        response.call_on_close(_once(slots.give))
+    except BaseException:
+        slots.give()  # a place taken by a request that never became a stream would be lost for good
+        raise
     return response
+
+
+def _once(func):
+    """func, callable any number of times but run only the first."""
+    done = threading.Event()
+
+    def run():
+        if not done.is_set():
+            done.set()
+            func()
+    return run
 
 
 def last_event_id() -> int | None:
     """The id the browser last saw, from its reconnect header (or ?last_id= for tests)."""
-    value = request.headers.get("Last-Event-ID") or request.args.get("last_id")
-    return int(value) if value and value.isdigit() else None
+    value = request.headers.get("Last-Event-ID") or request.args.get("last_id") or ""
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def messages(app, last_id: int | None, gone):
@@ -96,7 +106,7 @@ def messages(app, last_id: int | None, gone):
     ending = app.extensions.setdefault("geekai.streams_ending", threading.Event())
     version = signal.version  # read before the snapshot, so no change slips between the two
     yield f"retry: {RETRY_MILLISECONDS}\n\n"
-    text, last_id = snapshot(app, last_id)
+    text, last_id = snapshot(app, last_id, version)
     yield text
     quiet_since = time.monotonic()
     while not gone():
@@ -105,7 +115,7 @@ def messages(app, last_id: int | None, gone):
             return
         if seen != version:
             version = seen
-            text, last_id = snapshot(app, last_id)
+            text, last_id = snapshot(app, last_id, version)
             yield text
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since >= HEARTBEAT_SECONDS:
@@ -113,15 +123,35 @@ def messages(app, last_id: int | None, gone):
             quiet_since = time.monotonic()
 
 
-def snapshot(app, last_id: int | None) -> tuple[str, int | None]:
+def snapshot(app, last_id: int | None, version: int) -> tuple[str, int | None]:
     """One `state` message and the newest event id it carries."""
     with app.app_context():
         events, reset = new_events(last_id)
-        body = {"state": current_state(), "events": [event.to_dict() for event in events],
-                "reset": reset, "stats": bot_stats()}
+    body = shared_view(app, version) | {"events": [event.to_dict() for event in events], "reset": reset}
     newest = body["events"][0]["id"] if events else last_id
     head = f"id: {newest}\n" if newest is not None else ""
     return f"{head}event: state\ndata: {json.dumps(body, ensure_ascii=False)}\n\n", newest
+
+
+class SharedView:
+    """What every open page shows (state, counters, alerts), computed once per change for all."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.version: int | None = None
+        self.view: dict = {}
+
+    def get(self, app, version: int) -> dict:
+        with self._lock:
+            if self.version != version:
+                with app.app_context():
+                    self.view = {"state": current_state(), "stats": bot_stats(), "alerts": alerts_summary()}
+                self.version = version
+            return self.view
+
+
+def shared_view(app, version: int) -> dict:
+    return app.extensions.setdefault("geekai.stream_view", SharedView()).get(app, version)
 
 
 def new_events(last_id: int | None) -> tuple[list[BotEvent], bool]:
