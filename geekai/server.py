@@ -22,7 +22,8 @@ _HEALTHY = b'{"status":"ok"}\n'
 class WarmingApp:
     """A WSGI app that answers /healthz at once and everything else once the real app is built."""
 
-    def __init__(self):
+    def __init__(self, threads: int = 16):
+        self.threads = threads
         self.app = None
         self.runtime = None
         self.failed: BaseException | None = None
@@ -44,6 +45,7 @@ class WarmingApp:
 
         try:
             app = create()
+            fit_streams(app, self.threads)
             runtime = bot_runtime.install(app)
             runtime.replace_previous_state()
         except BaseException as exc:  # a broken database or instance folder ends the service
@@ -55,6 +57,15 @@ class WarmingApp:
         self.app, self.runtime = app, runtime
         self.ready.set()
         runtime.start()
+
+
+def fit_streams(app, threads: int) -> None:
+    """Live pages hold a server thread each: keep some threads for everything else, /healthz first."""
+    most = max(0, threads - 4)
+    if app.config["STREAM_MAX_CLIENTS"] > most:
+        logger.warning("STREAM_MAX_CLIENTS %s would leave the server's %s threads no room for other "
+                       "requests; using %s", app.config["STREAM_MAX_CLIENTS"], threads, most)
+        app.config["STREAM_MAX_CLIENTS"] = most
 
 
 def _raise_exit(signum, _frame):
@@ -77,7 +88,7 @@ def serve(create, host: str, port: int, threads: int = 16) -> int:
     """Serve the app that create() builds until a signal; return the exit status."""
     from waitress.server import create_server
 
-    warming = WarmingApp()
+    warming = WarmingApp(threads)
     # Live pages' event streams hold threads (at most STREAM_MAX_CLIENTS); the lookahead lets
     # waitress notice a closed page, so that its stream ends and frees the thread.
     server = create_server(warming, host=host, port=port, threads=threads, ident="geekai",

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from conftest import ROOT_DIR, wait_for
 
 
@@ -77,3 +79,12 @@ def test_healthz_answers_while_the_app_is_still_being_built():
     warming.ready.set()
     waiter.join(5)
     assert answers[0].get_json() == {"state": "ready"}
+
+
+@pytest.mark.parametrize("asked, kept", [(8, 8), (12, 12), (16, 12), (40, 12)])
+def test_live_pages_never_take_every_server_thread(make_app, asked, kept):
+    from geekai.server import fit_streams
+
+    app = make_app(STREAM_MAX_CLIENTS=asked)
+    fit_streams(app, threads=16)
+    assert app.config["STREAM_MAX_CLIENTS"] == kept
