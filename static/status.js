@@ -12,6 +12,11 @@
   var SILENCE_MS = 40000;        // the server pings every 15 s
   var last = { state: box.dataset.state, since: box.dataset.since };
   var mode = "";
+  var pageUrl = $("events").dataset.pageUrl;  // a page of history, in the page's own size
+  var older = $("older");
+  var noMore = document.createElement("span");
+  noMore.hidden = true;
+  older.after(noMore);
 
   // ----- small helpers ------------------------------------------------------------------
   function $(id) { return document.getElementById(id); }
@@ -51,7 +56,7 @@
     box.querySelectorAll("[data-when]").forEach(function (el) {
       el.hidden = el.dataset.when.split(" ").indexOf(s.state) < 0;
     });
-    if (qrChanged) { $("qr").src = "/api/bot/qr.png?t=" + encodeURIComponent(s.since); }
+    if (qrChanged) { $("qr").src = $("qr").dataset.url + "?t=" + encodeURIComponent(s.since); }
     $("qr-countdown").dataset.deadline = s.qr_expires_at || "";
     $("retry-countdown").dataset.deadline = s.next_retry_at || "";
     $("nickname").textContent = s.account || "";
@@ -116,6 +121,10 @@
     if (reset) {
       body.textContent = "";
       events.forEach(function (e) { body.appendChild(eventRow(e)); });
+      var oldest = events[events.length - 1];
+      older.hidden = !oldest;
+      noMore.hidden = true;
+      if (oldest) { older.href = pageUrl + "&before=" + oldest.id; }
       return;
     }
     // Newest first in the message; each goes on top unless the page has it already.
@@ -136,10 +145,22 @@
     });
   }
 
+  function renderAlerts(alerts) {
+    if (!alerts) { return; }
+    var incident = alerts.incident, open = $("open-incident");
+    open.textContent = incident ? "#" + incident.id + " " + incident.kind + ": " + incident.reason : open.dataset.none;
+    $("alerts-pending").textContent = alerts.deliveries.pending;
+    var failed = $("alerts-failed");
+    failed.textContent = alerts.deliveries.failed;
+    failed.className = alerts.deliveries.failed ? "error" : "";
+    $("alerts-deliveries").hidden = !(alerts.deliveries.failed || alerts.deliveries.pending);
+  }
+
   function apply(message) {
     render(message.state);
     addEvents(message.events, message.reset);
     renderStats(message.stats);
+    renderAlerts(message.alerts);
     refreshPhone();
   }
 
@@ -158,7 +179,7 @@
       render(s);
       setMode("polling");
       if (changed) {
-        getJSON("/api/bot/events?limit=20").then(function (page) { addEvents(page.events, false); });
+        getJSON(pageUrl).then(function (page) { addEvents(page.events, false); });
         getJSON("/api/bot/stats").then(renderStats);
         refreshPhone();
       }
@@ -173,7 +194,9 @@
   var source = null, opened = 0, heard = 0;
   function connect() {
     if (!window.EventSource) { startPolling(); return; }
-    source = new EventSource("/api/bot/stream");
+    // From the newest row the page shows: only what it missed comes, and older rows stay.
+    var newest = document.querySelector("#events tbody tr[data-id]");
+    source = new EventSource("/api/bot/stream" + (newest ? "?last_id=" + newest.dataset.id : ""));
     opened = Date.now();
     heard = 0;
     source.addEventListener("state", function (e) {
@@ -222,23 +245,22 @@
   document.querySelectorAll("form.control").forEach(function (form) {
     form.addEventListener("submit", function (event) {
       event.preventDefault();
-      submit(form).then(function () { showError(null); if (mode !== "live") { poll(); } }).catch(showError);
+      // Polling: look now, restarting the one polling chain rather than adding another.
+      submit(form).then(function () { showError(null); if (mode !== "live") { stopPolling(); startPolling(); } })
+        .catch(showError);
     });
   });
 
-  var older = $("older");
-  if (older) {
-    older.addEventListener("click", function (event) {
-      event.preventDefault();
-      getJSON(older.href).then(function (page) {
-        var body = document.querySelector("#events tbody");
-        page.events.forEach(function (e) {
-          if (!body.querySelector('tr[data-id="' + e.id + '"]')) { body.appendChild(eventRow(e)); }
-        });
-        if (page.next) { older.href = page.next; } else { older.replaceWith(document.createTextNode(T.no_more)); }
+  older.addEventListener("click", function (event) {
+    event.preventDefault();
+    getJSON(older.href).then(function (page) {
+      var body = document.querySelector("#events tbody");
+      page.events.forEach(function (e) {
+        if (!body.querySelector('tr[data-id="' + e.id + '"]')) { body.appendChild(eventRow(e)); }
       });
+      if (page.next) { older.href = page.next; } else { older.hidden = true; noMore.textContent = T.no_more; noMore.hidden = false; }
     });
-  }
+  });
 
   // ----- the simulated phone (demo mode only) -------------------------------------------------
   var phone = $("phone");

@@ -74,9 +74,16 @@ def test_login_form_without_csrf_refused(client):
 
 
 def test_public_page_shows_no_admin_detail(client):
-    html = client.get("/").get_data(as_text=True)
+    response = client.get("/")
+    html = response.get_data(as_text=True)
     assert "qr.png" not in html and 'id="events"' not in html
-    assert "csrf-token" in html
+    assert "Set-Cookie" not in response.headers  # a mere visitor gets no session
+
+
+def test_language_switch_keeps_the_page_and_its_filters(client):
+    sign_in(client)
+    html = client.get("/payments?status=unclaimed&lang=zh").get_data(as_text=True)
+    assert 'href="/payments?status=unclaimed&amp;lang=en" id="lang-switch"' in html
 
 
 def test_admin_page_shows_state_and_controls(client):

@@ -27,6 +27,17 @@ def bot_state():
     return jsonify(current_state())
 
 
+def event_page(limit: int, before: int | None = None) -> tuple[list[dict], str | None]:
+    """A page of history, newest first, and the URL of the page before it (None at the start)."""
+    query = db.select(BotEvent).order_by(BotEvent.id.desc()).limit(limit + 1)
+    if before is not None:
+        query = query.where(BotEvent.id < before)
+    events = db.session.execute(query).scalars().all()
+    page = events[:limit]
+    following = url_for("api.bot_events", limit=limit, before=page[-1].id) if len(events) > limit else None
+    return [event.to_dict() for event in page], following
+
+
 @bp.get("/bot/events")
 @admin_required
 def bot_events():
@@ -38,13 +49,8 @@ def bot_events():
             raise ValueError
     except ValueError:
         return jsonify(error="limit and before must be whole numbers"), 400
-    query = db.select(BotEvent).order_by(BotEvent.id.desc()).limit(limit + 1)
-    if before is not None:
-        query = query.where(BotEvent.id < before)
-    events = db.session.execute(query).scalars().all()
-    page, more = events[:limit], len(events) > limit
-    following = url_for(".bot_events", limit=limit, before=page[-1].id) if more else None
-    return jsonify(events=[event.to_dict() for event in page], next=following)
+    events, following = event_page(limit, before)
+    return jsonify(events=events, next=following)
 
 
 @bp.get("/bot/qr.png")

@@ -56,9 +56,9 @@ def phone_view(emulator) -> dict:
     pending = snapshot["pending_messages"]
     texts = phone_chat().texts()
     # The emulator delivers in order, so all but the newest `pending` texts reached the bot.
-    for index, text in enumerate(texts):
-        text["delivered"] = index < len(texts) - pending
-    return {"phone": snapshot["state"], "texts": texts}
+    # New dicts: the stored ones are shared with other requests.
+    return {"phone": snapshot["state"],
+            "texts": [dict(text, delivered=index < len(texts) - pending) for index, text in enumerate(texts)]}
 
 
 @bp.get("/phone")

@@ -1,6 +1,8 @@
 """Simplified Chinese and English for the pages: chosen by ?lang=, a cookie, or Accept-Language."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from flask import g, request
 
 LANGUAGES = ("zh", "en")
@@ -115,6 +117,12 @@ def translate(key: str) -> str:
     return entry[g.get("lang", "zh")] if entry else key
 
 
+def same_page(**changed) -> str:
+    """This page's URL with some query arguments changed (the language switch keeps the filters)."""
+    args = request.args.to_dict() | changed
+    return request.path + "?" + urlencode(args)
+
+
 def page_texts() -> dict:
     """Every text in the page's language, for the script that renders live updates."""
     lang = g.get("lang", "zh")
@@ -128,7 +136,7 @@ def init_app(app) -> None:
     def inject():
         g.lang = g.get("lang") or choose_language()
         return {"_": translate, "lang": g.lang, "other_lang": "en" if g.lang == "zh" else "zh",
-                "page_texts": page_texts}
+                "page_texts": page_texts, "same_page": same_page}
 
     @app.after_request
     def remember(response):

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
-from ..db import db
-from ..models import BotEvent
-from .api import current_state
+from ..alerts.views import summary as alerts_summary
+from .api import current_state, event_page
 from .auth import is_admin
 from .demo import demo_enabled
 from .stats import bot_stats
@@ -21,18 +20,8 @@ def index():
     online = state["state"] == "logged_in"
     if not is_admin():
         return render_template("index.html", admin=False, online=online)
-    query = db.select(BotEvent).order_by(BotEvent.id.desc()).limit(HISTORY_PAGE + 1)
-    events = [event.to_dict() for event in db.session.execute(query).scalars()]
+    events, older_url = event_page(HISTORY_PAGE)
     return render_template("index.html", admin=True, online=online, state=state,
-                           events=events[:HISTORY_PAGE], more=len(events) > HISTORY_PAGE,
-                           stats=bot_stats(), demo=demo_enabled(current_app), alerts=alert_summary())
+                           events=events, older_url=older_url, page_size=HISTORY_PAGE,
+                           stats=bot_stats(), demo=demo_enabled(current_app), alerts=alerts_summary())
 
-
-def alert_summary() -> dict:
-    """What the alert card shows: channels, the open incident, undelivered alert messages."""
-    from ..alerts import channels
-    from ..alerts.views import delivery_counts, open_incident
-
-    incident = open_incident()
-    return {"channels": channels.configured(current_app.config), "deliveries": delivery_counts(),
-            "incident": incident.to_dict() if incident is not None else None}
