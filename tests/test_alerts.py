@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -9,6 +10,7 @@ from conftest import log_in_by_scan, wait_for, wait_for_state
 from receivers import FakeSMTPServer, WebhookReceiver
 
 from geekai.alerts import incidents
+from geekai.alerts.models import Incident
 from geekai.db import db, utcnow
 from geekai.models import STATE_ROW_ID, BotEvent, BotState
 
@@ -152,9 +154,11 @@ def test_needs_login_opens_at_once(make_app, run_bot, emulator, receiver, auth):
 
 # -- the rules on a written history (no bot): reminders, flapping, mail ------------------------
 def write_history(app, *events, state=None):
+    """Append events (old, new, actor, reason[, seconds ago]) and set the state row to the last one."""
     with app.app_context():
-        for old, new, actor, reason in events:
-            db.session.add(BotEvent(from_state=old, to_state=new, actor=actor, reason=reason, at=utcnow()))
+        for old, new, actor, reason, *ago in events:
+            at = utcnow() - timedelta(seconds=ago[0]) if ago else utcnow()
+            db.session.add(BotEvent(from_state=old, to_state=new, actor=actor, reason=reason, at=at))
         row = db.session.get(BotState, STATE_ROW_ID) or BotState(id=STATE_ROW_ID)
         row.state, row.reason, row.since = state or events[-1][1], events[-1][3], utcnow()
         db.session.add(row)
@@ -265,3 +269,49 @@ def test_an_admin_stop_closes_an_open_incident_with_a_notice(make_app):
     assert incidents.evaluate(app) == "closed"
     assert incidents.evaluate(app) == ""  # and no new one while the admin keeps it stopped
     assert outbox_keys(app) == ["incident-1-opened-webhook", "incident-1-resolved-webhook"]
+
+
+def watching_for(app, seconds: float) -> None:
+    """As if this process had been evaluating for `seconds` already."""
+    app.extensions[incidents.WATCHING_SINCE] = utcnow() - timedelta(seconds=seconds)
+
+
+def test_an_admin_stop_and_start_then_no_login_is_an_incident_after_the_grace_time(make_app):
+    """The admin's start restarts the clock; a bot that then never logs in is down (it used to stay quiet)."""
+    app = make_app(ALERT_WEBHOOK_URL="http://127.0.0.1:9/hook", ALERT_GRACE_SECONDS=60)
+    watching_for(app, 7200)
+    write_history(app, ("waiting_for_confirm", "logged_in", "bot", "logged in as GeekAI", 7000),
+                  ("logged_in", "stopped", "admin (web)", "stopped by admin (web)", 6000),
+                  ("stopped", "starting", "api token", "start requested by api token", 30),
+                  ("starting", "retrying", "bot", "lost the connection to WeChat", 29))
+    assert incidents.evaluate(app) == ""  # 30 s since the admin's start: within the grace time
+    with app.app_context():
+        db.session.execute(db.update(BotEvent).where(BotEvent.actor == "api token")
+                           .values(at=utcnow() - timedelta(seconds=90)))
+        db.session.commit()
+    assert incidents.evaluate(app) == "opened down"
+    with app.app_context():
+        incident = db.session.execute(db.select(Incident)).scalar_one()
+        assert (utcnow() - incident.began_at).total_seconds() == pytest.approx(90, abs=5)  # not the stop
+        assert "start requested by api token" in incident.reason and "lost the connection" in incident.reason
+
+
+def test_an_admin_stop_and_start_during_an_outage_waits_the_grace_time_again(make_app):
+    """Restarting the bot by hand must not reopen an incident at once from the old departure."""
+    app = make_app(ALERT_WEBHOOK_URL="http://127.0.0.1:9/hook", ALERT_GRACE_SECONDS=60)
+    watching_for(app, 7200)
+    write_history(app, ("waiting_for_confirm", "logged_in", "bot", "logged in as GeekAI", 7000),
+                  ("logged_in", "retrying", "bot", "lost the connection to WeChat", 3600))
+    assert incidents.evaluate(app) == "opened down"
+    write_history(app, ("retrying", "stopped", "admin (web)", "stopped by admin (web)"))
+    assert incidents.evaluate(app) == "closed"
+    write_history(app, ("stopped", "starting", "admin (web)", "start requested by admin (web)"))
+    assert incidents.evaluate(app) == ""  # the clock starts again at the admin's start
+    assert incidents.evaluate(app) == ""
+    with app.app_context():
+        db.session.execute(db.update(BotEvent).where(BotEvent.reason.startswith("start requested"))
+                           .values(at=utcnow() - timedelta(seconds=61)))
+        db.session.commit()
+    assert incidents.evaluate(app) == "opened down"
+    assert outbox_keys(app) == ["incident-1-opened-webhook", "incident-1-resolved-webhook",
+                                "incident-2-opened-webhook"]

@@ -92,15 +92,16 @@ def _cause(row: BotState, latest: BotEvent | None, config, now: datetime, watchi
         return None
     if row.state in (states.NEEDS_LOGIN, states.ERROR) and latest is not None and latest.to_state == row.state:
         return (NEEDS_LOGIN if row.state == states.NEEDS_LOGIN else ERROR), latest.at, row.reason
-    departure = _departure()
-    if departure is None or by_admin(departure.actor):
+    departure, reset = _outage_start()
+    if departure is None:
         return None
-    # A restart of the service starts the clock again: the old process could not watch.
-    clock = max(departure.at, watching_since)
-    if (now - clock).total_seconds() < config["ALERT_GRACE_SECONDS"]:
+    # The clock starts when the bot left; an admin's (or the service's) start or stop since then
+    # starts it again, and so does a restart of the service: the old process could not watch.
+    start = reset if reset is not None and reset.at > departure.at else departure
+    if (now - max(start.at, watching_since)).total_seconds() < config["ALERT_GRACE_SECONDS"]:
         return None
-    reason = departure.reason if departure.reason == row.reason else f"{departure.reason}; now: {row.reason}"
-    return DOWN, departure.at, reason
+    reason = start.reason if start.reason == row.reason else f"{start.reason}; now: {row.reason}"
+    return DOWN, start.at, reason
 
 
 def _admin_offline(row: BotState, latest: BotEvent | None) -> bool:
@@ -108,16 +109,24 @@ def _admin_offline(row: BotState, latest: BotEvent | None) -> bool:
             and row.state in ADMIN_OFFLINE)
 
 
-def _departure() -> BotEvent | None:
-    """The event that took the bot out of logged_in for the current outage, if it ever was in."""
+def _by_admin_or_system():
+    """SQL: an event a person or the service itself caused (start, stop, logout, a restart)."""
+    return db.or_(BotEvent.actor.in_(("api token", "system")), BotEvent.actor.startswith("admin"))
+
+
+def _outage_start() -> tuple[BotEvent | None, BotEvent | None]:
+    """(the event that took the bot out of logged_in, the latest admin or system event since it
+    last arrived in logged_in); the departure is None if the bot never was logged in."""
     arrived = db.session.execute(db.select(db.func.max(BotEvent.id))
                                  .where(BotEvent.to_state == states.LOGGED_IN)).scalar()
-    query = (db.select(BotEvent).where(BotEvent.from_state == states.LOGGED_IN,
-                                       BotEvent.to_state != states.LOGGED_IN)
-             .order_by(BotEvent.id).limit(1))
-    if arrived is not None:
-        query = query.where(BotEvent.id > arrived)
-    return db.session.execute(query).scalar_one_or_none()
+    since = BotEvent.id > arrived if arrived is not None else db.true()
+    departure = db.session.execute(
+        db.select(BotEvent).where(since, BotEvent.from_state == states.LOGGED_IN,
+                                  BotEvent.to_state != states.LOGGED_IN)
+        .order_by(BotEvent.id).limit(1)).scalar_one_or_none()
+    reset = db.session.execute(db.select(BotEvent).where(since, _by_admin_or_system())
+                               .order_by(BotEvent.id.desc()).limit(1)).scalar_one_or_none()
+    return departure, reset
 
 
 def _watchdog_restarts(now: datetime) -> list[BotEvent]:
