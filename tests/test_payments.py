@@ -293,3 +293,29 @@ def test_a_locked_database_when_storing_is_retried(pay_app, monkeypatch):
     monkeypatch.setattr(recorder, "store", flaky_store)
     deliver(pay_app, message(receipt_xml("4200001234202409100000000060")))
     assert len(calls) == 2 and len(rows(pay_app, Payment)) == 1
+
+
+@pytest.mark.parametrize("body", [[1], "user-7", 5, [{"order_id": 1}]])
+def test_claim_with_a_body_that_is_not_an_object_is_400(pay_app, auth, body):
+    client = pay_app.test_client()
+    deliver(pay_app, message(receipt_xml("4200001234202409100000000044", "8.00")))
+    answer = client.post("/api/payments/4200001234202409100000000044/claim", json=body, headers=auth)
+    assert answer.status_code == 400 and answer.get_json()["error"]
+    assert rows(pay_app, Payment)[0].status == "unclaimed"
+
+
+@pytest.mark.parametrize("order_id, status, words", [
+    (99999, 404, "no such order"), ("abc", 400, "whole number"), (True, 400, "whole number"),
+    (-3, 400, "whole number"), ("wrong-amount", 409, "different amount"),
+])
+def test_claim_for_a_bad_order_is_refused_and_leaves_the_payment_unclaimed(pay_app, auth, order_id, status, words):
+    client = pay_app.test_client()
+    order = create_order(client, auth, amount="9.00")
+    deliver(pay_app, message(receipt_xml("4200001234202409100000000045", "8.00")))
+    if order_id == "wrong-amount":
+        order_id = order["id"]
+    answer = client.post("/api/payments/4200001234202409100000000045/claim", json={"order_id": order_id},
+                         headers=auth)
+    assert answer.status_code == status and words in answer.get_json()["error"]
+    assert rows(pay_app, Payment)[0].status == "unclaimed"
+    assert client.get(f"/api/orders/{order['id']}", headers=auth).get_json()["status"] == "pending"

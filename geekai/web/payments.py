@@ -162,6 +162,8 @@ def list_notices():
 def claim_payment(tx_id: str):
     """Claim a payment by hand (optionally for an order); a second claim answers 409."""
     body = request.get_json(silent=True) or request.form or {}
+    if not hasattr(body, "get"):  # JSON that is not an object: [1], "x", 5
+        return _error(400, 'send JSON such as {"claimed_by": "user-42", "order_id": 17}')
     order_id = body.get("order_id")
     if order_id is not None and (isinstance(order_id, bool) or not str(order_id).isdigit()):
         return _error(400, "order_id must be an order id (a whole number)")
