@@ -27,7 +27,7 @@ from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
-from sqlalchemy import Index, Integer, String, Text, update
+from sqlalchemy import Index, Integer, String, Text, and_, or_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
@@ -75,6 +75,12 @@ class OutboxMessage(db.Model):
     claim_token: Mapped[str | None] = mapped_column(String(32), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    @property
+    def retryable(self) -> bool:
+        """Failed, or pending and not being sent right now (the page's Retry button; see retry())."""
+        return self.status == FAILED or (self.status == PENDING and (
+            self.claim_token is None or self.next_attempt_at <= utcnow()))
 
     def to_dict(self) -> dict:
         return {
@@ -135,11 +141,20 @@ def enqueue(topic: str, transport: str, target: str, payload: dict | str, *, key
 
 
 def retry(message_id: int) -> bool:
-    """Make a pending or failed message due now (commits); False if missing or delivered."""
+    """Make a failed or waiting message due now (commits).
+
+    False if it is missing, delivered, or being sent right now: a worker holds its claim (lease
+    not expired). Clearing that claim would make the worker's outcome a no-op and let another
+    round send the message a second time.
+    """
+    now = utcnow()
     result = db.session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == message_id, OutboxMessage.status.in_((PENDING, FAILED)))
-        .values(status=PENDING, next_attempt_at=utcnow(), claim_token=None),
+        .where(OutboxMessage.id == message_id,
+               or_(OutboxMessage.status == FAILED,
+                   and_(OutboxMessage.status == PENDING,
+                        or_(OutboxMessage.claim_token.is_(None), OutboxMessage.next_attempt_at <= now))))
+        .values(status=PENDING, next_attempt_at=now, claim_token=None),
         execution_options={"synchronize_session": False},
     )
     db.session.commit()

@@ -234,3 +234,44 @@ def test_init_app_registers_the_job_once(make_app):
     outbox.init_app(app)
     found = [job for job in jobs.jobs(app) if job.id == outbox.JOB_ID]
     assert len(found) == 1 and found[0].seconds == 5
+
+
+def test_retry_while_a_worker_is_sending_is_refused_and_nothing_is_sent_twice(quick_app, receiver, auth, monkeypatch):
+    message_id = put(quick_app, target=receiver.url)
+    sending, proceed = threading.Event(), threading.Event()
+    real_send = outbox.send
+
+    def slow_send(app, message):
+        sending.set()
+        assert proceed.wait(5)
+        real_send(app, message)
+
+    monkeypatch.setattr(outbox, "send", slow_send)
+    worker = threading.Thread(target=outbox.deliver_due, args=(quick_app,))
+    worker.start()
+    try:
+        assert sending.wait(5)
+        client = quick_app.test_client()
+        answer = client.post(f"/api/deliveries/{message_id}/retry", headers=auth)
+        assert answer.status_code == 409 and "being sent" in answer.get_json()["error"]
+        with quick_app.app_context():
+            assert outbox.retry(message_id) is False
+            assert db.session.get(OutboxMessage, message_id).retryable is False
+    finally:
+        proceed.set()
+        worker.join()
+    assert row(quick_app, message_id).status == "delivered"
+    assert outbox.deliver_due(quick_app) == 0
+    assert len(receiver.accepted()) == 1
+
+
+def test_retry_of_a_claim_whose_lease_expired_is_allowed(quick_app):
+    message_id = put(quick_app)
+    with quick_app.app_context():
+        assert outbox._claim(quick_app, message_id) is not None  # then the worker died
+        assert outbox.retry(message_id) is False
+        db.session.execute(db.update(OutboxMessage).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+        assert db.session.get(OutboxMessage, message_id).retryable is True
+        assert outbox.retry(message_id) is True
+        assert db.session.get(OutboxMessage, message_id, populate_existing=True).claim_token is None

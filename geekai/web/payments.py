@@ -235,12 +235,12 @@ def list_deliveries():
 @api.post("/deliveries/<int:message_id>/retry")
 @admin_required
 def retry_delivery(message_id: int):
-    """Send a pending or failed delivery again now."""
+    """Send a failed or waiting delivery again now (409 when delivered or being sent right now)."""
     message = db.session.get(OutboxMessage, message_id)
     if message is None:
         return _error(404, f"no delivery {message_id}")
     if not outbox.retry(message_id):
-        return _error(409, f"delivery {message_id} was already delivered")
+        return _error(409, f"delivery {message_id} is already delivered or being sent right now")
     return jsonify(db.session.get(OutboxMessage, message_id, populate_existing=True).to_dict())
 
 
