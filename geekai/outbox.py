@@ -168,13 +168,12 @@ def deliver_due(app, limit: int = 50) -> int:
     delivered = 0
     with app.app_context():
         failing_targets: set[str] = set()
-        for message_id in _due_ids(limit):
+        for message_id, target in _due(limit):
+            if target in failing_targets:
+                # Its receiver just failed and its messages were postponed with the failed one.
+                continue
             message = _claim(app, message_id)
             if message is None:
-                continue
-            if message.target in failing_targets:
-                # Its receiver just failed: do not spend another timeout on it in this round.
-                _release(message)
                 continue
             if _attempt(app, message):
                 delivered += 1
@@ -183,13 +182,14 @@ def deliver_due(app, limit: int = 50) -> int:
     return delivered
 
 
-def _due_ids(limit: int) -> list[int]:
-    query = (db.select(OutboxMessage.id)
+def _due(limit: int) -> list[tuple[int, str]]:
+    """(id, target) of the first `limit` due messages, oldest first."""
+    query = (db.select(OutboxMessage.id, OutboxMessage.target)
              .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= utcnow())
              .order_by(OutboxMessage.id).limit(limit))
-    ids = list(db.session.execute(query).scalars())
+    due = [(row.id, row.target) for row in db.session.execute(query)]
     db.session.commit()  # end the read before the first write (SQLite snapshot upgrades can fail)
-    return ids
+    return due
 
 
 def _claim(app, message_id: int) -> OutboxMessage | None:
@@ -209,10 +209,6 @@ def _claim(app, message_id: int) -> OutboxMessage | None:
         return None
     message = db.session.get(OutboxMessage, message_id, populate_existing=True)
     return message if message is not None and message.claim_token == token else None
-
-
-def _release(message: OutboxMessage) -> None:
-    _finish(message, status=PENDING, next_attempt_at=utcnow(), claim_token=None)
 
 
 def _attempt(app, message: OutboxMessage) -> bool:
@@ -239,6 +235,24 @@ def _record_failure(app, message: OutboxMessage, error: str) -> None:
         status, due = PENDING, utcnow() + timedelta(seconds=backoff(app, attempts))
         logger.info("outbox %s (%s) attempt %d failed, next at %s: %s", message.id, message.topic, attempts, due, error)
     _finish(message, status=status, attempts=attempts, next_attempt_at=due, last_error=error, claim_token=None)
+    _postpone_target(message.target, due if status == PENDING else utcnow() + timedelta(seconds=backoff(app, attempts)))
+
+
+def _postpone_target(target: str, until: datetime) -> None:
+    """Its receiver failed: the target's other due messages wait as long as the failed one.
+
+    Without this they would stay due at the front of the id-ordered window, and a few dozen
+    messages to a dead receiver would starve every healthy one behind them. Claimed messages
+    (next_attempt_at in the future, by their lease) are not touched.
+    """
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.target == target, OutboxMessage.status == PENDING,
+               OutboxMessage.next_attempt_at <= utcnow())
+        .values(next_attempt_at=until),
+        execution_options={"synchronize_session": False},
+    )
+    db.session.commit()
 
 
 def _finish(message: OutboxMessage, **values) -> None:

@@ -133,6 +133,19 @@ def test_down_receiver_costs_one_attempt_per_round(quick_app, receiver):
     assert attempts == [1, 0, 0, 0, 0]
 
 
+def test_messages_to_a_dead_receiver_do_not_starve_a_healthy_one(make_app, receiver):
+    app = make_app(**{**QUICK, "OUTBOX_RETRY_FIRST_SECONDS": 60, "OUTBOX_RETRY_MAX_SECONDS": 600})
+    dead = WebhookReceiver()  # never started: connections are refused
+    dead_ids = [put(app, target=dead.url, key=f"dead-{n}") for n in range(60)]
+    healthy_id = put(app, target=receiver.url, key="healthy")
+    assert outbox.deliver_due(app) == 0  # the window holds 50 messages to the dead receiver
+    assert outbox.deliver_due(app) == 1  # they were postponed with the one that failed
+    assert row(app, healthy_id).status == "delivered" and len(receiver.accepted()) == 1
+    dead_rows = [row(app, i) for i in dead_ids]
+    assert sum(m.attempts for m in dead_rows) == 1  # one timeout spent on the dead receiver
+    assert all(m.status == "pending" and m.next_attempt_at > utcnow() for m in dead_rows)
+
+
 def test_receiver_down_then_up_gets_everything_once(quick_app, receiver):
     receiver.stop()
     keys = [f"event-{n}" for n in range(20)]
