@@ -7,6 +7,7 @@ server, over SSH, and from a deploy script. Exit codes are for scripts:
 """
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
@@ -54,7 +55,10 @@ class Client:
             with self.opener.open(request, timeout=self.timeout) as response:
                 return response.status, response.read(), response.headers.get("Content-Type", "")
         except urllib.error.HTTPError as exc:
-            body = exc.read()
+            try:
+                body = exc.read()
+            except (http.client.HTTPException, OSError):
+                body = b""
             if exc.code == 401 and not self.token:
                 raise ServiceError("no API token found: set GEEKAI_API_TOKEN, or pass --instance with the "
                                    "service's instance folder") from None
@@ -64,17 +68,32 @@ class Client:
             if exc.code in ok:
                 return exc.code, body, exc.headers.get("Content-Type", "")
             raise ServiceError(f"{method} {path} answered HTTP {exc.code}: {_error_text(body)}") from None
+        except http.client.HTTPException as exc:
+            # Not an HTTP answer (BadStatusLine), or one cut short (IncompleteRead).
+            raise ServiceError(f"{self.url}{path} did not answer HTTP properly ({type(exc).__name__}); "
+                               "is GEEKAI_URL the geekai service?") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ServiceError(f"the service is not running at {self.url} ({reason}); start it with "
                                "`python app.py` (or `systemctl start geekai`), or set GEEKAI_URL") from None
 
     def json(self, method: str, path: str, ok=(200,)) -> tuple[int, dict]:
+        """(status, the JSON object answered); anything but an object is a ServiceError."""
         status, body, _ = self.request(method, path, ok)
         try:
-            return status, json.loads(body or b"{}")
+            answer = json.loads(body or b"{}")
         except ValueError:
-            raise ServiceError(f"{self.url}{path} did not answer JSON; is GEEKAI_URL the geekai service?") from None
+            answer = None
+        if not isinstance(answer, dict):
+            raise ServiceError(f"{self.url}{path} did not answer a JSON object; is GEEKAI_URL the geekai service?")
+        return status, answer
+
+    def state(self) -> dict:
+        """GET /api/bot: the bot's state, which must name the state."""
+        _, answer = self.json("GET", "/api/bot")
+        if not isinstance(answer.get("state"), str):
+            raise ServiceError(f"{self.url}/api/bot answered without a bot state; is GEEKAI_URL the geekai service?")
+        return answer
 
 
 def _error_text(body: bytes) -> str:
@@ -133,7 +152,7 @@ def _exit_code(state: str) -> int:
 def status(client: Client, as_json: bool):
     """Show the bot's state. Exit 0 logged in, 1 not logged in, 2 error or unreachable."""
     try:
-        _, state = client.json("GET", "/api/bot")
+        state = client.state()
     except ServiceError as exc:
         if as_json:
             click.echo(json.dumps({"state": None, "error": exc.message}))
@@ -160,7 +179,7 @@ def login(client: Client, wait: bool, timeout: float, invert: bool):
     deadline = time.monotonic() + timeout
     shown_qr, shown_state = b"", ""
     while True:
-        _, state = client.json("GET", "/api/bot")
+        state = client.state()
         name = state["state"]
         if name == "logged_in":
             click.echo(f"logged in{' as ' + state['account'] if state.get('account') else ''}")
@@ -206,6 +225,8 @@ def logout(client: Client):
 def events(client: Client, limit: int, as_json: bool):
     """The bot's latest state transitions, newest first."""
     _, answer = client.json("GET", f"/api/bot/events?limit={limit}")
+    if not isinstance(answer.get("events"), list):
+        raise ServiceError(f"{client.url}/api/bot/events answered without events; is GEEKAI_URL the geekai service?")
     if as_json:
         click.echo(json.dumps(answer["events"], ensure_ascii=False, indent=1))
         return

@@ -217,3 +217,107 @@ def test_against_the_running_service(service, emulator):
     gone = run_cli(svc, "status")
     out, _ = gone.communicate(timeout=30)
     assert gone.returncode == 2 and "not running" in out
+
+
+# -- against a scripted stand-in for the service -----------------------------------------------
+@pytest.fixture
+def fake_service():
+    """A raw TCP server that answers each request with the next scripted reply for its path."""
+    import socket
+
+    servers = []
+
+    def start(replies: dict) -> str:
+        """replies: {"METHOD /path": [raw response bytes, ...]}; the last one repeats."""
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        servers.append(listener)
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        head += chunk
+                    method, path = head.split(b" ")[:2]
+                    queue = replies[f"{method.decode()} {path.decode()}"]
+                    conn.sendall(queue.pop(0) if len(queue) > 1 else queue[0])
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    yield start
+    for listener in servers:
+        listener.close()
+
+
+def http(status: int, body: bytes | dict, kind: str = "application/json") -> bytes:
+    if isinstance(body, dict):
+        body = json.dumps(body).encode()
+    return (f"HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: close\r\n\r\n").encode() + body
+
+
+def run_main(url: str, *args, token: str | None = API_TOKEN, instance: str = "/nonexistent"):
+    from click.testing import CliRunner
+
+    env = {"GEEKAI_API_TOKEN": token or "", "GEEKAI_URL": url}
+    return CliRunner().invoke(main, ["bot", "--instance", instance, *args], env=env)
+
+
+@pytest.mark.parametrize("reply", [
+    b"SSH-2.0-OpenSSH_9.2p1\r\n",                                                 # BadStatusLine
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"sta",  # IncompleteRead
+    http(200, {"status": "ok"}),                                                  # JSON, but no state
+    http(200, b"[1, 2]"),                                                         # JSON, not an object
+], ids=["not-http", "cut-short", "no-state", "a-list"])
+def test_a_malformed_answer_is_exit_2_not_a_traceback(fake_service, reply):
+    url = fake_service({"GET /api/bot": [reply]})
+    result = run_main(url, "status")
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert url in result.output
+
+
+def test_no_token_says_where_to_put_one(fake_service, tmp_path):
+    url = fake_service({"GET /api/bot": [http(401, {"error": "admin only"})]})
+    result = run_main(url, "status", token=None, instance=str(tmp_path))
+    assert result.exit_code == 2 and "no API token found: set GEEKAI_API_TOKEN" in result.output
+
+
+def qr_png() -> bytes:
+    buffer = io.BytesIO()
+    pyqrcode.create("https://login.weixin.qq.com/l/abc").png(buffer, scale=3)
+    return buffer.getvalue()
+
+
+def test_login_without_wait_exits_0_once_the_qr_is_printed(fake_service):
+    url = fake_service({
+        "POST /api/bot/login": [http(202, {"state": "starting"})],
+        "GET /api/bot": [http(200, {"state": "starting"}),
+                         http(200, {"state": "waiting_for_scan", "qr_expires_at": "2026-01-01T00:00:00Z"})],
+        "GET /api/bot/qr.png": [http(200, qr_png(), "image/png")],
+    })
+    result = run_main(url, "login", "--timeout", "10")
+    assert result.exit_code == 0, result.output
+    assert "█" in result.output and "scan this QR" in result.output
+
+
+@pytest.mark.parametrize("state, code", [("needs_login", 1), ("stopped", 1), ("error", 2), ("disabled", 2)])
+def test_login_that_ends_without_logging_in(fake_service, state, code):
+    url = fake_service({
+        "POST /api/bot/login": [http(202, {"state": "starting"})],
+        "GET /api/bot": [http(200, {"state": "starting"}),
+                         http(200, {"state": state, "reason": "the QR expired 3 times unscanned"})],
+    })
+    result = run_main(url, "login", "--wait", "--timeout", "10")
+    assert result.exit_code == code, result.output
+    assert f"login did not complete: {state}: the QR expired" in result.output
