@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import click
 
+from . import ROOT
+
 DEFAULT_URL = "http://127.0.0.1:5000"
 LOGGED_IN, NOT_LOGGED_IN, TROUBLE = 0, 1, 2
 
@@ -64,7 +66,7 @@ class Client:
                                    "service's instance folder") from None
             if exc.code == 401:
                 raise ServiceError(f"the service at {self.url} refused the API token "
-                                   "(set GEEKAI_API_TOKEN, or run this where the instance folder is)") from None
+                                   "(set GEEKAI_API_TOKEN, or pass --instance with the service's instance folder)") from None
             if exc.code in ok:
                 return exc.code, body, exc.headers.get("Content-Type", "")
             raise ServiceError(f"{method} {path} answered HTTP {exc.code}: {_error_text(body)}") from None
@@ -113,7 +115,6 @@ def find_token(instance: str | None) -> str | None:
     info = context.find_object(ScriptInfo) if context else None
     if info is not None and instance is None:
         return info.load_app().config.get("API_TOKEN")
-    from . import ROOT
     from .instance_secrets import read_stored
 
     folder = instance or os.environ.get("GEEKAI_INSTANCE_PATH") or os.path.join(ROOT, "instance")
@@ -124,7 +125,8 @@ def find_token(instance: str | None) -> str | None:
 @click.option("--url", envvar="GEEKAI_URL", default=DEFAULT_URL, show_default=True,
               help="the running service (env GEEKAI_URL)")
 @click.option("--instance", type=click.Path(file_okay=False), default=None,
-              help="instance folder to read the API token from (default: GEEKAI_INSTANCE_PATH or ./instance)")
+              help="instance folder to read the API token from (default: GEEKAI_INSTANCE_PATH, else "
+                   f"{os.path.join(ROOT, 'instance')}, the checkout's own, whatever the current directory)")
 @click.pass_context
 def bot(context, url: str, instance: str | None):
     """Ask the running geekai service about its WeChat bot."""

@@ -321,3 +321,13 @@ def test_login_that_ends_without_logging_in(fake_service, state, code):
     result = run_main(url, "login", "--wait", "--timeout", "10")
     assert result.exit_code == code, result.output
     assert f"login did not complete: {state}: the QR expired" in result.output
+
+
+def test_help_names_the_instance_folder_the_code_reads(tmp_path, monkeypatch):
+    """Not ./instance: the checkout's instance/ folder, whatever the current directory."""
+    from click.testing import CliRunner
+
+    monkeypatch.chdir(tmp_path)
+    shown = " ".join(CliRunner().invoke(main, ["bot", "--help"], terminal_width=1000).output.split())
+    assert "./instance" not in shown
+    assert os.path.join(ROOT_DIR, "instance") in shown
