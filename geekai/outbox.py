@@ -20,13 +20,16 @@ import logging
 import random
 import secrets
 import smtplib
+import socket
 import ssl
+import threading
 import time
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 from sqlalchemy import Index, Integer, String, Text, and_, or_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -49,6 +52,8 @@ DEFAULTS = {
 SIGNATURE_HEADER = "X-Geekai-Signature"
 TIMESTAMP_HEADER = "X-Geekai-Timestamp"
 MAX_ERROR_CHARS = 500
+# Of a receiver's answer, only this much is read (a robot's verdict is a few dozen bytes).
+MAX_ANSWER_BYTES = 64 * 1024
 JOB_ID = "outbox-deliver"
 
 
@@ -304,27 +309,111 @@ def _send_http(app, message: OutboxMessage) -> None:
         headers[TIMESTAMP_HEADER] = timestamp
         headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
     timeout = _setting(app, "OUTBOX_TIMEOUT_SECONDS")
-    response = requests.post(message.target, data=body, headers=headers, timeout=(min(timeout, 5), timeout),
-                             allow_redirects=False)
-    if not 200 <= response.status_code < 300:
-        raise DeliveryError(f"HTTP {response.status_code}: {response.text[:200]}")
-    _check_robot_verdict(message.topic, response)
+    # requests' read timeout is per read: a receiver trickling a byte now and then would hold the
+    # send (and the claim, past its lease) for ever. The watchdog bounds the whole exchange.
+    adapter = _WatchedAdapter()
+    with _Watchdog(timeout, adapter.connections) as watchdog, requests.Session() as session:
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        try:
+            with session.post(message.target, data=body, headers=headers, timeout=(min(timeout, 5), timeout),
+                              allow_redirects=False, stream=True) as response:
+                status = response.status_code
+                answer = _read_capped(response)
+        except Exception:
+            if watchdog.fired:
+                raise DeliveryError(f"Timeout: no complete answer within {timeout:g} s") from None
+            raise
+        # A cut in the middle of the headers can parse as a short, complete answer: not a success.
+        if watchdog.fired:
+            raise DeliveryError(f"Timeout: no complete answer within {timeout:g} s")
+    text = answer.decode(response.encoding or "utf-8", errors="replace")
+    if not 200 <= status < 300:
+        raise DeliveryError(f"HTTP {status}: {text[:200]}")
+    _check_robot_verdict(message.topic, text)
+
+
+def _read_capped(response) -> bytes:
+    chunks, size = [], 0
+    for chunk in response.iter_content(8192):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= MAX_ANSWER_BYTES:
+            break
+    return b"".join(chunks)[:MAX_ANSWER_BYTES]
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """An adapter that remembers the connections it hands out, for the watchdog to cut."""
+
+    def __init__(self):
+        super().__init__(max_retries=0)
+        self.connections: list = []
+
+    def get_connection_with_tls_context(self, *args, **kwargs):
+        pool = super().get_connection_with_tls_context(*args, **kwargs)
+        if not getattr(pool, "_geekai_watched", False):
+            get_conn = pool._get_conn
+
+            def watched_get_conn(*a, **kw):
+                conn = get_conn(*a, **kw)
+                self.connections.append(conn)
+                return conn
+
+            pool._get_conn, pool._geekai_watched = watched_get_conn, True
+        return pool
+
+
+class _Watchdog:
+    """After `seconds`, shuts down the sockets of `connections` (objects with a .sock) until stopped.
+
+    A shut-down socket makes a read blocked in another thread return at once, so the sender
+    fails with a timeout instead of waiting for a trickling peer. It keeps cutting until the
+    send ends, which also catches a connection opened just after the deadline.
+    """
+
+    def __init__(self, seconds: float, connections: list):
+        self.seconds, self.connections, self.fired = seconds, connections, False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox-watchdog", daemon=True)
+
+    def __enter__(self) -> "_Watchdog":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        if self._done.wait(self.seconds):
+            return
+        self.fired = True
+        while not self._done.is_set():
+            for conn in list(self.connections):
+                sock = getattr(conn, "sock", None)
+                if sock is not None:
+                    try:  # the plain socket's shutdown: an SSLSocket's would also drop its SSL object
+                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+            self._done.wait(0.05)
 
 
 # Chat robots answer HTTP 200 even when they refuse a message; the verdict is in the body.
 _ROBOT_VERDICT = {"alert.wecom": "errcode", "alert.dingtalk": "errcode", "alert.feishu": "code"}
 
 
-def _check_robot_verdict(topic: str, response) -> None:
+def _check_robot_verdict(topic: str, text: str) -> None:
     field = _ROBOT_VERDICT.get(topic)
     if field is None:
         return
     try:
-        answer = response.json()
+        answer = json.loads(text)
     except ValueError:
-        raise DeliveryError(f"unreadable answer from the {topic} robot: {response.text[:200]!r}") from None
+        raise DeliveryError(f"unreadable answer from the {topic} robot: {text[:200]!r}") from None
     if not isinstance(answer, dict):
-        raise DeliveryError(f"unreadable answer from the {topic} robot: {response.text[:200]!r}")
+        raise DeliveryError(f"unreadable answer from the {topic} robot: {text[:200]!r}")
     code = answer.get(field, answer.get("StatusCode", 0))
     if str(code) != "0":
         why = answer.get("errmsg") or answer.get("msg") or answer.get("StatusMessage") or ""

@@ -13,13 +13,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class WebhookReceiver:
-    """Records every POST; `mode` makes it answer 200, 500, hang, or refuse connections (down)."""
+    """Records every POST; `mode` makes it answer 200 ("ok"), 500 ("error"), hang, or refuse
+    connections (down); "trickle_headers" / "trickle_body" send a 200 answer a byte every
+    `trickle_every` seconds for `hang_seconds` (each byte well within any read timeout)."""
 
     def __init__(self, secret: str | None = None):
         self.secret = secret
         self.requests: list[dict] = []
         self.mode = "ok"
         self.hang_seconds = 5.0
+        self.trickle_every = 0.2
         self._lock = threading.Lock()
         self._server = None
         self.port = _free_port()
@@ -40,6 +43,12 @@ class WebhookReceiver:
                 if receiver.mode == "hang":
                     time.sleep(receiver.hang_seconds)
                     return
+                if receiver.mode.startswith("trickle"):
+                    with receiver._lock:
+                        receiver.requests.append({"headers": {k.lower(): v for k, v in self.headers.items()},
+                                                  "body": body, "path": self.path, "accepted": False})
+                    self._trickle(receiver.mode == "trickle_headers")
+                    return
                 entry = {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body,
                          "path": self.path, "accepted": receiver.mode == "ok"}
                 with receiver._lock:
@@ -52,6 +61,26 @@ class WebhookReceiver:
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
+
+            def _trickle(self, in_headers: bool):
+                answer = b'{"errcode":0,"code":0}'
+                pad = b"a" if in_headers else b" "
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                count = int(receiver.hang_seconds / receiver.trickle_every)
+                if in_headers:
+                    start, end = head + b"X-Slow: ", b"\r\nContent-Length: %d\r\n\r\n" % len(answer) + answer
+                else:
+                    start = head + b"Content-Length: %d\r\n\r\n{" % (len(answer) + count)
+                    end = answer[1:]
+                try:
+                    self.wfile.write(start)
+                    for _ in range(count):
+                        time.sleep(receiver.trickle_every)
+                        self.wfile.write(pad)
+                    self.wfile.write(end)
+                except OSError:  # the sender gave up and closed the connection
+                    pass
+                self.close_connection = True
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True

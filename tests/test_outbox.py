@@ -125,6 +125,26 @@ def test_hanging_receiver_is_bounded_by_the_timeout(quick_app, receiver):
     assert "Timeout" in row(quick_app, message_id).last_error
 
 
+@pytest.mark.parametrize("mode", ["trickle_headers", "trickle_body"])
+def test_trickling_receiver_is_bounded_by_the_timeout(quick_app, receiver, mode):
+    receiver.mode, receiver.hang_seconds = mode, 4
+    message_id = put(quick_app, target=receiver.url)
+    started = time.monotonic()
+    assert outbox.deliver_due(quick_app) == 0
+    assert time.monotonic() - started < 2.5  # OUTBOX_TIMEOUT_SECONDS is 1, the lease 33
+    message = row(quick_app, message_id)
+    assert message.status == "pending" and "Timeout" in message.last_error
+    assert len(receiver.requests) == 1
+
+
+def test_a_huge_answer_is_read_only_so_far(quick_app, receiver, monkeypatch):
+    monkeypatch.setattr(outbox, "MAX_ANSWER_BYTES", 16)
+    message_id = put(quick_app, target=receiver.url)
+    receiver.mode = "error"
+    outbox.deliver_due(quick_app)
+    assert row(quick_app, message_id).last_error == 'HTTP 500: {"errcode":-1,"e'
+
+
 def test_down_receiver_costs_one_attempt_per_round(quick_app, receiver):
     receiver.stop()
     ids = [put(quick_app, target=receiver.url, key=f"k{n}") for n in range(5)]
