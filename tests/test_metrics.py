@@ -88,3 +88,65 @@ def test_history_counters_survive_a_restart(make_app, run_bot, emulator, auth):
     samples = scrape(again.test_client())
     assert value(samples, "geekai_bot_login_attempts_total", result="success") == 1
     assert value(samples, "geekai_bot_transitions_total", from_state="logged_in", to_state="stopped") == 1
+
+
+# -- counters from a written history (no bot) ---------------------------------------------------
+def write_events(app, *events, state: str) -> None:
+    """Append (old, new, actor, reason) events and set the state row."""
+    from geekai.db import db
+    from geekai.models import STATE_ROW_ID, BotEvent, BotState
+
+    with app.app_context():
+        for old, new, actor, reason in events:
+            db.session.add(BotEvent(from_state=old, to_state=new, actor=actor, reason=reason))
+        row = db.session.get(BotState, STATE_ROW_ID) or BotState(id=STATE_ROW_ID)
+        row.state, row.reason = state, events[-1][3]
+        db.session.add(row)
+        db.session.commit()
+
+
+def test_login_attempts_count_how_the_bot_ended_them_and_an_admin_cancel(app):
+    """An admin's "new QR" is no failure, and a service shutdown mid-login is no cancel."""
+    write_events(app,
+                 ("starting", "waiting_for_scan", "bot", "scan the QR"),
+                 ("waiting_for_scan", "starting", "admin (web)", "new QR requested by admin (web)"),
+                 ("starting", "waiting_for_scan", "bot", "scan the QR"),
+                 ("waiting_for_scan", "stopped", "system", "service shutting down"),
+                 ("stopped", "starting", "system", "service started"),
+                 ("starting", "waiting_for_scan", "bot", "scan the QR"),
+                 ("waiting_for_scan", "retrying", "bot", "lost the connection to WeChat during login"),
+                 ("retrying", "starting", "bot", "retrying"),
+                 ("starting", "waiting_for_scan", "bot", "scan the QR"),
+                 ("waiting_for_scan", "stopped", "api token", "stopped by api token"),
+                 ("stopped", "starting", "admin (web)", "start requested by admin (web)"),
+                 ("starting", "waiting_for_confirm", "bot", "scanned"),
+                 ("waiting_for_confirm", "logged_in", "bot", "logged in as GeekAI"),
+                 state="logged_in")
+    samples = scrape(app.test_client())
+    attempts = {result: value(samples, "geekai_bot_login_attempts_total", result=result)
+                for result in ("success", "failure", "needs_login", "error", "cancelled")}
+    assert attempts == {"success": 1, "failure": 1, "needs_login": 0, "error": 0, "cancelled": 1}
+    # The transitions themselves are all counted, whoever made them.
+    assert value(samples, "geekai_bot_transitions_total", from_state="waiting_for_scan", to_state="stopped") == 2
+
+
+def test_incidents_and_watchdog_restarts(make_app):
+    from geekai.alerts import incidents
+
+    app = make_app(ALERT_GRACE_SECONDS=600)
+    restart = ("logged_in", "retrying", "watchdog", "watchdog: no sync with WeChat for 50 s (limit 45 s)")
+    back = ("starting", "logged_in", "bot", "logged in as GeekAI")
+    write_events(app, back, restart, back, ("logged_in", "starting", "bot", "WeChat ended the session"), back,
+                 state="logged_in")
+    samples = scrape(app.test_client())
+    assert value(samples, "geekai_bot_watchdog_restarts_total") == 1
+    assert value(samples, "geekai_incidents_open") == 0 and value(samples, "geekai_incidents_total") == 0
+    write_events(app, restart, back, restart, state="retrying")
+    assert incidents.evaluate(app) == "opened flapping"
+    samples = scrape(app.test_client())
+    assert value(samples, "geekai_bot_watchdog_restarts_total") == 3
+    assert value(samples, "geekai_incidents_open") == 1 and value(samples, "geekai_incidents_total") == 1
+    write_events(app, ("retrying", "stopped", "admin (web)", "stopped by admin (web)"), state="stopped")
+    assert incidents.evaluate(app) == "closed"
+    samples = scrape(app.test_client())
+    assert value(samples, "geekai_incidents_open") == 0 and value(samples, "geekai_incidents_total") == 1

@@ -17,6 +17,7 @@ from collections import defaultdict
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 from sqlalchemy import func
 
+from ..alerts.incidents import by_admin
 from ..bot import runtime as bot_runtime
 from ..bot import states
 from ..db import db, utcnow
@@ -29,7 +30,9 @@ bp = Blueprint("metrics", __name__)
 REGISTRY = "geekai.metrics.registry"
 HTTP = "geekai.metrics.http"
 
-# The states a login attempt is in until it ends; an attempt's result is the state it ends in.
+# The states a login attempt is in until it ends; an attempt's result is the state the bot
+# itself (actor "bot") ends it in. A person's stop or logout mid-login cancels it; their "new QR"
+# (back to starting) and the service shutting down (actor "system") end no attempt.
 LOGIN_PHASE = {states.STARTING, states.WAITING_FOR_SCAN, states.WAITING_FOR_CONFIRM}
 LOGIN_RESULT = {
     states.LOGGED_IN: "success",
@@ -37,8 +40,17 @@ LOGIN_RESULT = {
     states.STARTING: "failure",          # session rejected at once: a fresh attempt follows
     states.NEEDS_LOGIN: "needs_login",
     states.ERROR: "error",
-    states.STOPPED: "cancelled",
 }
+CANCELLED_BY_ADMIN = {states.STOPPED, states.NEEDS_LOGIN}
+
+
+def login_result(old: str, new: str, actor: str) -> str | None:
+    """How a transition ended a login attempt, or None when it ended none."""
+    if old not in LOGIN_PHASE:
+        return None
+    if actor == "bot":
+        return LOGIN_RESULT.get(new)
+    return "cancelled" if by_admin(actor) and new in CANCELLED_BY_ADMIN else None
 
 
 class HttpStats:
@@ -149,18 +161,22 @@ class GeekaiCollector:
         since.add_metric([], max(0.0, (utcnow() - row.since).total_seconds()) if row else 0.0)
         yield since
 
-        pairs = db.session.execute(db.select(BotEvent.from_state, BotEvent.to_state, func.count())
-                                   .group_by(BotEvent.from_state, BotEvent.to_state)).all()
+        rows = db.session.execute(db.select(BotEvent.from_state, BotEvent.to_state, BotEvent.actor, func.count())
+                                  .group_by(BotEvent.from_state, BotEvent.to_state, BotEvent.actor)).all()
         transitions = CounterMetricFamily("geekai_bot_transitions", "State transitions recorded (all processes)",
                                           labels=["from_state", "to_state"])
         attempts = CounterMetricFamily("geekai_bot_login_attempts",
                                        "Login attempts by how they ended: success, failure, needs_login, error, cancelled",
                                        labels=["result"])
-        results = dict.fromkeys(sorted(set(LOGIN_RESULT.values())), 0)
-        for old, new, count in pairs:
+        results = dict.fromkeys(sorted({*LOGIN_RESULT.values(), "cancelled"}), 0)
+        pairs: dict[tuple[str, str], int] = defaultdict(int)
+        for old, new, actor, count in rows:
+            pairs[(old, new)] += count
+            result = login_result(old, new, actor)
+            if result is not None:
+                results[result] += count
+        for (old, new), count in sorted(pairs.items()):
             transitions.add_metric([old, new], count)
-            if old in LOGIN_PHASE and new in LOGIN_RESULT:
-                results[LOGIN_RESULT[new]] += count
         for result, count in results.items():
             attempts.add_metric([result], count)
         yield transitions
