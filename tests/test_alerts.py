@@ -315,3 +315,31 @@ def test_an_admin_stop_and_start_during_an_outage_waits_the_grace_time_again(mak
     assert incidents.evaluate(app) == "opened down"
     assert outbox_keys(app) == ["incident-1-opened-webhook", "incident-1-resolved-webhook",
                                 "incident-2-opened-webhook"]
+
+
+def test_one_off_notices_are_not_incidents_to_the_generic_webhook(make_app, auth):
+    """A forged payment or a channel test is "notice.<kind>" with no incident object (not incident 0)."""
+    from geekai import outbox
+    from geekai.alerts.channels import FORGED_PAYMENT
+    from geekai.alerts.notices import send_one_off
+
+    app = make_app(ALERT_WEBHOOK_URL="http://127.0.0.1:9/hook", PUBLIC_URL="https://bot.example.com")
+    client = app.test_client()
+    with app.app_context():
+        [forged] = send_one_off(FORGED_PAYMENT, "sender is not WeChat Pay (VerifyFlag 0)", "forged-payment-7",
+                                app.config)
+        db.session.commit()
+        forged_id, payload = forged.id, json.loads(forged.payload)
+    assert payload["event"] == "notice.forged_payment" and "incident" not in payload
+    assert payload["title"] == "geekai: rejected a forged WeChat Pay notice"
+    assert "VerifyFlag 0" in payload["reason"] and payload["status_page"] == "https://bot.example.com/"
+    # Shown (and retried) as what it is, not as a "test".
+    shown = client.post(f"/api/alerts/deliveries/{forged_id}/retry", headers=auth).get_json()
+    assert shown["notice"] == "forged_payment" and shown["channel"] == "webhook"
+
+    [test] = client.post("/api/alerts/test", headers=auth).get_json()["deliveries"]
+    assert test["notice"] == "test"
+    with app.app_context():
+        payload = json.loads(db.session.get(outbox.OutboxMessage, test["id"]).payload)
+    assert payload["event"] == "notice.test" and "incident" not in payload
+    assert alerts(client, auth)["incidents"] == []

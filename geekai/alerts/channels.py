@@ -7,7 +7,12 @@ from ..db import isoformat, utcnow
 from .models import Incident
 
 OPENED, REMINDER, RESOLVED = "opened", "reminder", "resolved"
-FORGED_PAYMENT = "forged_payment"
+# One-off notices (not incidents): their kind -> title.
+TEST, FORGED_PAYMENT = "test", "forged_payment"
+NOTICE_TITLES = {
+    TEST: "geekai: test alert (the bot is fine; this checks the channel)",
+    FORGED_PAYMENT: "geekai: rejected a forged WeChat Pay notice",
+}
 
 # channel name -> config key holding its webhook URL
 WEBHOOKS = {
@@ -42,14 +47,10 @@ def configured(config) -> list[str]:
 
 
 def status_page(config) -> str:
-    return config.get("PUBLIC_URL", "http://127.0.0.1:5000").rstrip("/") + "/"
+    return config["PUBLIC_URL"].rstrip("/") + "/"
 
 
 def title(incident: Incident, notice: str) -> str:
-    if incident.kind == "test":
-        return "geekai: test alert (the bot is fine; this checks the channel)"
-    if incident.kind == FORGED_PAYMENT:
-        return "geekai: rejected a forged WeChat Pay notice"
     if notice == RESOLVED:
         return f"geekai: WeChat bot back online (incident #{incident.id} closed)"
     headline = {"needs_login": "needs a login", "error": "has failed", "flapping": "keeps restarting"}
@@ -79,42 +80,52 @@ def facts(incident: Incident, notice: str, config) -> list[tuple[str, str]]:
             ("status page", status_page(config))]
 
 
-def text(incident: Incident, notice: str, config) -> str:
-    lines = [title(incident, notice)] + [f"{label}: {value}" for label, value in facts(incident, notice, config)]
-    return "\n".join(lines)
+def text(heading: str, lines: list[tuple[str, str]]) -> str:
+    return "\n".join([heading] + [f"{label}: {value}" for label, value in lines])
 
 
 def build(incident: Incident, notice: str, config) -> list[Outgoing]:
-    """One message per configured channel for this notice."""
-    plain = text(incident, notice, config)
+    """One message per configured channel for this notice of an incident."""
+    webhook = {"event": f"incident.{notice}", "incident": incident.to_dict(), "state": incident.state,
+               "reason": incident.reason if notice != RESOLVED else incident.close_reason}
+    return _messages(title(incident, notice), facts(incident, notice, config), webhook,
+                     "info" if notice == RESOLVED else "warning", config)
+
+
+def build_notice(kind: str, reason: str, config) -> list[Outgoing]:
+    """One message per configured channel for a one-off notice (NOTICE_TITLES): no incident."""
+    lines = [("reason", reason), ("at", isoformat(utcnow())), ("status page", status_page(config))]
+    webhook = {"event": f"notice.{kind}", "reason": reason}
+    return _messages(NOTICE_TITLES[kind], lines, webhook, "warning", config)
+
+
+def _messages(heading: str, lines: list[tuple[str, str]], webhook: dict, color: str, config) -> list[Outgoing]:
+    plain = text(heading, lines)
     messages = []
     for channel in configured(config):
         if channel == "webhook":
-            payload = {"event": f"incident.{notice}", "incident": incident.to_dict(), "state": incident.state,
-                       "reason": incident.reason if notice != RESOLVED else incident.close_reason,
-                       "status_page": status_page(config), "title": title(incident, notice), "text": plain}
+            payload = webhook | {"status_page": status_page(config), "title": heading, "text": plain}
         elif channel == "wecom":
-            payload = {"msgtype": "markdown", "markdown": {"content": _wecom_markdown(incident, notice, config)}}
+            payload = {"msgtype": "markdown", "markdown": {"content": _wecom_markdown(heading, lines, color)}}
         elif channel == "dingtalk":
             payload = {"msgtype": "text", "text": {"content": plain}}
         elif channel == "feishu":
             payload = {"msg_type": "text", "content": {"text": plain}}
         else:
             messages.append(Outgoing("email", "smtp", "mailto:" + config["ALERT_EMAIL_TO"], plain,
-                                     {"Subject": title(incident, notice)}))
+                                     {"Subject": heading}))
             continue
         messages.append(Outgoing(channel, "http", config[WEBHOOKS[channel]], payload))
     return messages
 
 
-def _wecom_markdown(incident: Incident, notice: str, config) -> str:
-    color = "info" if notice == RESOLVED else "warning"
-    lines = [f"**{title(incident, notice)}**"]
-    for label, value in facts(incident, notice, config):
+def _wecom_markdown(heading: str, lines: list[tuple[str, str]], color: str) -> str:
+    shown = [f"**{heading}**"]
+    for label, value in lines:
         if label == "status page":
-            lines.append(f"> [status page]({value})")
+            shown.append(f"> [status page]({value})")
         elif label == "state":
-            lines.append(f'> state: <font color="{color}">{value}</font>')
+            shown.append(f'> state: <font color="{color}">{value}</font>')
         else:
-            lines.append(f"> {label}: {value}")
-    return "\n".join(lines)
+            shown.append(f"> {label}: {value}")
+    return "\n".join(shown)

@@ -23,10 +23,21 @@ def _deliveries(incident_id: int) -> list[dict]:
     return [_delivery(row) for row in rows]
 
 
+# The idempotency key's prefix -> the one-off notice it belongs to (see send_one_off's callers).
+ONE_OFF_PREFIXES = {"test-": channels.TEST, "forged-payment-": channels.FORGED_PAYMENT}
+
+
+def _notice(key: str) -> str:
+    """opened / reminderN / resolved for an incident's message, else the one-off notice's kind."""
+    if key.startswith("incident-"):
+        return key.split("-")[2]
+    return next((kind for prefix, kind in ONE_OFF_PREFIXES.items() if key.startswith(prefix)), "other")
+
+
 def _delivery(row) -> dict:
     shown = row.to_dict()
     shown["channel"] = row.topic.removeprefix("alert.")
-    shown["notice"] = row.idempotency_key.split("-")[2] if row.idempotency_key.startswith("incident-") else "test"
+    shown["notice"] = _notice(row.idempotency_key)
     return shown
 
 
@@ -84,7 +95,7 @@ def retry_delivery(message_id: int):
 @admin_required
 def send_test():
     """Queue a test notice to every configured channel (not an incident)."""
-    queued = send_one_off("test", "test message from geekai: alerts reach you", f"test-{uuid.uuid4().hex[:12]}",
+    queued = send_one_off(channels.TEST, "test message from geekai: alerts reach you", f"test-{uuid.uuid4().hex[:12]}",
                           current_app.config)
     db.session.commit()
     if not queued:
