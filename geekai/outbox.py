@@ -442,6 +442,9 @@ def _send_smtp(app, message: OutboxMessage) -> None:
         if not server["ssl"] and smtp.has_extn("starttls"):
             smtp.starttls(context=ssl.create_default_context())
             smtp.ehlo()
+        elif not server["ssl"] and server["user"]:
+            raise DeliveryError(f"the SMTP server {server['host']}:{server['port']} does not offer STARTTLS:"
+                                " not sending the password in clear (use smtps://, or a server with STARTTLS)")
         if server["user"]:
             smtp.login(server["user"], server["password"])
         smtp.send_message(mail, to_addrs=recipients)

@@ -5,8 +5,11 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import socket
 import socketserver
+import ssl
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -120,22 +123,66 @@ class WebhookReceiver:
         return json.loads(request["body"])
 
 
-class FakeSMTPServer:
-    """Just enough SMTP (EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT) to receive mail in a test."""
+# A self-signed certificate for 127.0.0.1 (valid until 2126), for the fake SMTP server's STARTTLS
+# only: test material, it protects nothing.
+TEST_CERT = """-----BEGIN CERTIFICATE-----
+MIIBqjCCAU+gAwIBAgIUR4+Tb3H14IC1tfnNDlvBTYjfGK4wCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQZ2Vla2FpIHRlc3QgU01UUDAgFw0yNjExMjgxOTQ3MjJaGA8y
+MTI2MTEwNDE5NDcyMlowGzEZMBcGA1UEAwwQZ2Vla2FpIHRlc3QgU01UUDBZMBMG
+ByqGSM49AgEGCCqGSM49AwEHA0IABHLUKs1kfGcUSWPEm4haJkBIX6kOUP1ygxSR
+894OJWmRqDw2SqAHmroJnSWBn04ztAV5/ygggS4UikEmgSJC0xqjbzBtMB0GA1Ud
+DgQWBBQkgY7iI65aoeI04WhS786pgPRPSjAfBgNVHSMEGDAWgBQkgY7iI65aoeI0
+4WhS786pgPRPSjAaBgNVHREEEzARhwR/AAABgglsb2NhbGhvc3QwDwYDVR0TAQH/
+BAUwAwEB/zAKBggqhkjOPQQDAgNJADBGAiEAtWdh7boCydfMtvkkWcpq0rj0Y70m
+UXT4dahEm5s3oVcCIQDHrAL4OOVHAotD9rB/WS4QgUMfKaH+2HnsGo7azF9pDQ==
+-----END CERTIFICATE-----
+"""
+TEST_KEY = """-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg2yi9u3pA8e4AXd31
+bncMdbTDQATN2us4UY2kBBX0DymhRANCAARy1CrNZHxnFEljxJuIWiZASF+pDlD9
+coMUkfPeDiVpkag8NkqgB5q6CZ0lgZ9OM7QFef8oIIEuFIpBJoEiQtMa
+-----END PRIVATE KEY-----
+"""
 
-    def __init__(self):
+
+class FakeSMTPServer:
+    """Just enough SMTP (EHLO, STARTTLS, AUTH PLAIN, MAIL, RCPT, DATA, QUIT) to receive mail in a test.
+
+    With `starttls` (the default) it offers STARTTLS with TEST_CERT and AUTH only after it, as
+    real submission servers do; while it runs, OpenSSL's default CA file (SSL_CERT_FILE) is that
+    certificate, so the sender's ordinary verifying context trusts it. Without, it offers AUTH in
+    clear. `logins` lists every user that logged in, `clear_logins` those that did so without TLS.
+    """
+
+    def __init__(self, starttls: bool = True):
+        self.starttls = starttls
         self.messages: list[dict] = []
         self.logins: list[str] = []
+        self.clear_logins: list[str] = []
         self._server = None
+        self._files = tempfile.TemporaryDirectory()
+        self._cert = os.path.join(self._files.name, "cert.pem")
+        self._key = os.path.join(self._files.name, "key.pem")
+        self._saved_cert_file = None
 
     def start(self) -> "FakeSMTPServer":
         smtp = self
+        with open(self._cert, "w") as f:
+            f.write(TEST_CERT)
+        with open(self._key, "w") as f:
+            f.write(TEST_KEY)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self._cert, self._key)
+        if self.starttls:
+            self._saved_cert_file = os.environ.get("SSL_CERT_FILE")
+            os.environ["SSL_CERT_FILE"] = self._cert
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self):
-                send = lambda line: self.wfile.write(line.encode() + b"\r\n")  # noqa: E731
+                send = lambda line: (self.wfile.write(line.encode() + b"\r\n"), self.wfile.flush())  # noqa: E731
                 send("220 fake ESMTP")
                 mail = {"from": None, "to": [], "data": b""}
+                secure = False
                 while True:
                     line = self.rfile.readline()
                     if not line:
@@ -144,10 +191,20 @@ class FakeSMTPServer:
                     verb = command.split(" ", 1)[0].upper()
                     if verb in ("EHLO", "HELO"):
                         send("250-fake")
-                        send("250 AUTH PLAIN")
+                        if smtp.starttls and not secure:
+                            send("250 STARTTLS")
+                        else:
+                            send("250 AUTH PLAIN")
+                    elif verb == "STARTTLS" and smtp.starttls and not secure:
+                        send("220 go ahead")
+                        self.tls = context.wrap_socket(self.connection, server_side=True)
+                        self.rfile, self.wfile = self.tls.makefile("rb"), self.tls.makefile("wb")
+                        secure = True
                     elif verb == "AUTH":
-                        credentials = base64.b64decode(command.split(" ")[2]).split(b"\0")
-                        smtp.logins.append(credentials[1].decode())
+                        user = base64.b64decode(command.split(" ")[2]).split(b"\0")[1].decode()
+                        smtp.logins.append(user)
+                        if not secure:
+                            smtp.clear_logins.append(user)
                         send("235 ok")
                     elif verb == "MAIL":
                         mail["from"] = command.split(":", 1)[1].strip("<> ")
@@ -161,7 +218,7 @@ class FakeSMTPServer:
                         while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
                             chunks.append(chunk)
                         mail["data"] = b"".join(chunks)
-                        smtp.messages.append(dict(mail))
+                        smtp.messages.append(dict(mail, tls=secure))
                         mail = {"from": None, "to": [], "data": b""}
                         send("250 queued")
                     elif verb == "QUIT":
@@ -169,6 +226,13 @@ class FakeSMTPServer:
                         return
                     else:
                         send("250 ok")
+
+            def finish(self):
+                try:
+                    super().finish()
+                finally:
+                    if getattr(self, "tls", None) is not None:
+                        self.tls.close()
 
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -182,6 +246,12 @@ class FakeSMTPServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        if self.starttls:
+            if self._saved_cert_file is None:
+                os.environ.pop("SSL_CERT_FILE", None)
+            else:
+                os.environ["SSL_CERT_FILE"] = self._saved_cert_file
+        self._files.cleanup()
 
 
 def _free_port() -> int:

@@ -220,11 +220,39 @@ def test_smtp_delivery_with_login(quick_app):
         assert outbox.deliver_due(quick_app) == 1
         [mail] = server.messages
         assert mail["to"] == ["a@example.com", "b@example.com"]
-        assert server.logins == ["ops@example.com"]
+        assert server.logins == ["ops@example.com"] and server.clear_logins == [] and mail["tls"]
         parsed = email.message_from_bytes(mail["data"])
         assert parsed["Subject"] == "geekai: bot offline"
         assert parsed["Idempotency-Key"] == "alert-1"
         assert "the bot is offline" in parsed.get_payload()
+    finally:
+        server.stop()
+
+
+def test_smtp_login_without_starttls_is_refused(quick_app):
+    server = FakeSMTPServer(starttls=False).start()
+    try:
+        with quick_app.app_context():
+            message_id = outbox.enqueue("alert.email", "smtp", f"smtp://ops:pw@127.0.0.1:{server.port}?to=a@example.com",
+                                        "the bot is offline", key="alert-clear").id
+            db.session.commit()
+        assert outbox.deliver_due(quick_app) == 0
+        message = row(quick_app, message_id)
+        assert message.status == "pending" and "does not offer STARTTLS" in message.last_error
+        assert server.logins == [] and server.messages == []
+    finally:
+        server.stop()
+
+
+def test_smtp_without_login_needs_no_starttls(quick_app):
+    server = FakeSMTPServer(starttls=False).start()
+    try:
+        with quick_app.app_context():
+            outbox.enqueue("alert.email", "smtp", f"smtp://127.0.0.1:{server.port}?to=a@example.com", "body", key="a5")
+            db.session.commit()
+        assert outbox.deliver_due(quick_app) == 1
+        [mail] = server.messages
+        assert mail["to"] == ["a@example.com"] and not mail["tls"] and server.logins == []
     finally:
         server.stop()
 
