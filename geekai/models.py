@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, Integer, LargeBinary, String, Text
+from sqlalchemy import Index, Integer, LargeBinary, String, Text, and_, or_
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .db import db, isoformat, utcnow
@@ -46,7 +46,8 @@ class BotEvent(db.Model):
     """One state transition; rows are only ever appended."""
 
     __tablename__ = "bot_event"
-    __table_args__ = (Index("ix_bot_event_at", "at"),)
+    # (to_state, id): the alert rules look up the last arrival in logged_in every few seconds.
+    __table_args__ = (Index("ix_bot_event_at", "at"), Index("ix_bot_event_to_state_id", "to_state", "id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -66,3 +67,8 @@ class BotEvent(db.Model):
             "detail": self.detail,
             "actor": self.actor,
         }
+
+
+# SQL: a watchdog restart, i.e. the bot was taken out of logged_in because it stopped syncing.
+WATCHDOG_RESTART = and_(BotEvent.from_state == "logged_in",
+                        or_(BotEvent.actor == "watchdog", BotEvent.reason.startswith("watchdog:")))

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from ..bot import states
 from ..db import db, utcnow
-from ..models import STATE_ROW_ID, BotEvent, BotState
+from ..models import STATE_ROW_ID, WATCHDOG_RESTART, BotEvent, BotState
 from . import channels
 from .models import DOWN, ERROR, FLAPPING, NEEDS_LOGIN, Incident
 
@@ -30,10 +30,6 @@ def by_admin(actor: str) -> bool:
     return actor in ("admin (web)", "api token") or actor.startswith("admin")
 
 
-def by_watchdog(event: BotEvent) -> bool:
-    return event.actor == "watchdog" or event.reason.startswith("watchdog:")
-
-
 def evaluate(app) -> str:
     """Periodic job: open, remind or close the incident; return what was done ("" for nothing)."""
     with app.app_context():
@@ -46,6 +42,7 @@ def evaluate(app) -> str:
 
 
 def open_incident() -> Incident | None:
+    """The open incident (at most one is open), or None."""
     return db.session.execute(db.select(Incident).where(Incident.closed_at.is_(None))
                               .order_by(Incident.id.desc()).limit(1)).scalar_one_or_none()
 
@@ -136,9 +133,7 @@ def _watchdog_restarts(now: datetime) -> list[BotEvent]:
     if closed is not None and closed > start:
         start = closed
     events = db.session.execute(
-        db.select(BotEvent).where(BotEvent.at > start, BotEvent.from_state == states.LOGGED_IN)
-        .where(db.or_(BotEvent.actor == "watchdog", BotEvent.reason.startswith("watchdog:")))
-        .order_by(BotEvent.id)).scalars().all()
+        db.select(BotEvent).where(BotEvent.at > start, WATCHDOG_RESTART).order_by(BotEvent.id)).scalars().all()
     return list(events)
 
 
@@ -167,8 +162,7 @@ def _steady(incident: Incident, config, now: datetime) -> bool:
     if incident.kind != FLAPPING:
         return True
     last = db.session.execute(
-        db.select(db.func.max(BotEvent.at)).where(BotEvent.from_state == states.LOGGED_IN)
-        .where(db.or_(BotEvent.actor == "watchdog", BotEvent.reason.startswith("watchdog:")))).scalar()
+        db.select(db.func.max(BotEvent.at)).where(WATCHDOG_RESTART)).scalar()
     return last is None or (now - last).total_seconds() >= max(config["ALERT_GRACE_SECONDS"], 1)
 
 

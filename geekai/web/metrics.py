@@ -21,7 +21,7 @@ from ..alerts.incidents import by_admin
 from ..bot import runtime as bot_runtime
 from ..bot import states
 from ..db import db, utcnow
-from ..models import STATE_ROW_ID, BotEvent, BotState
+from ..models import STATE_ROW_ID, WATCHDOG_RESTART, BotEvent, BotState
 from .auth import bearer_ok
 
 logger = logging.getLogger(__name__)
@@ -183,8 +183,7 @@ class GeekaiCollector:
         yield attempts
         restarts = CounterMetricFamily("geekai_bot_watchdog_restarts", "Restarts of a bot found silent or dead")
         restarts.add_metric([], db.session.execute(
-            db.select(func.count(BotEvent.id)).where(BotEvent.from_state == states.LOGGED_IN)
-            .where(db.or_(BotEvent.actor == "watchdog", BotEvent.reason.startswith("watchdog:")))).scalar())
+            db.select(func.count(BotEvent.id)).where(WATCHDOG_RESTART)).scalar())
         yield restarts
         yield from _alert_families(self.app.config)
 
