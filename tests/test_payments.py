@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -15,7 +15,7 @@ from geekai.payments import ledger, recorder
 from geekai.payments.models import CODE_ALPHABET, Order, Payment, PaymentNotice
 from payment_helpers import ASSISTANT, FORGER, GROUP, OFFICIAL, as_web_wechat, message, receipt_xml, refund_xml
 from receivers import WebhookReceiver
-from conftest import CALLBACK_SECRET
+from conftest import CALLBACK_SECRET, sign_in
 
 SECRET = CALLBACK_SECRET
 QUICK = {"OUTBOX_RETRY_FIRST_SECONDS": 0.01, "OUTBOX_RETRY_MAX_SECONDS": 0.05, "OUTBOX_TIMEOUT_SECONDS": 1,
@@ -319,3 +319,27 @@ def test_claim_for_a_bad_order_is_refused_and_leaves_the_payment_unclaimed(pay_a
     assert answer.status_code == status and words in answer.get_json()["error"]
     assert rows(pay_app, Payment)[0].status == "unclaimed"
     assert client.get(f"/api/orders/{order['id']}", headers=auth).get_json()["status"] == "pending"
+
+
+def test_date_filters_take_whole_china_days_of_the_received_time(pay_app, auth):
+    china = timezone(timedelta(hours=8))
+    client = pay_app.test_client()
+    now = int(time.time())
+    # Paid 2024-09-10 10:56 in China, but its notice reached us only now.
+    deliver(pay_app, message(receipt_xml("4200001234202409100000000070", "1.00"), create_time=1725936978))
+    deliver(pay_app, message(receipt_xml("4200001234202409100000000071", "2.00"), create_time=now))
+    today = datetime.now(china).date().isoformat()
+
+    def tx_ids(query):
+        answer = client.get(f"/api/payments?{query}", headers=auth)
+        assert answer.status_code == 200
+        return [p["tx_id"][-2:] for p in answer.get_json()["payments"]]
+
+    assert tx_ids(f"since={today}&until={today}") == ["71"]       # until=today includes today
+    assert tx_ids("since=2024-09-10&until=2024-09-10") == ["70"]  # by when it was paid, not stored
+    assert tx_ids("until=2024-09-09") == []
+    assert tx_ids("since=2024-09-11") == ["71"]
+    assert tx_ids("until=2024-09-10T02:56:18Z") == [] and tx_ids("until=2024-09-10T02:56:19Z") == ["70"]
+    sign_in(client)
+    page = client.get(f"/payments?until={today}").get_data(as_text=True)
+    assert "4200001234202409100000000071" in page and "4200001234202409100000000070" in page

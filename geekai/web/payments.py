@@ -92,8 +92,12 @@ def _limit() -> int:
     return min(MAX_PAGE, max(1, request.args.get("limit", 100, type=int)))
 
 
-def _moment(name: str) -> datetime | None:
-    """A query parameter as naive UTC: ISO time (Z or offset; naive = UTC) or a date (a China day)."""
+def _moment(name: str, end_of_day: bool = False) -> datetime | None:
+    """A query parameter as naive UTC: ISO time (Z or offset; naive = UTC) or a date (a China day).
+
+    A date is that day's first moment, or with `end_of_day` the next day's (an exclusive end
+    that includes the whole day: until=today shows today).
+    """
     value = request.args.get(name, "").strip()
     if not value:
         return None
@@ -102,7 +106,7 @@ def _moment(name: str) -> datetime | None:
     except ValueError:
         abort(_error(400, f"{name} must be an ISO 8601 time such as 2024-09-10T08:00:00Z or a date"))
     if "T" not in value and len(value) <= 10:  # a date: that day in China
-        moment = moment.replace(tzinfo=CHINA)
+        moment = moment.replace(tzinfo=CHINA) + (timedelta(days=1) if end_of_day else timedelta())
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     return moment
@@ -116,16 +120,20 @@ def _choice(name: str, options) -> str | None:
 
 
 def payments_query():
-    """The ledger filtered by ?status=, ?since= (stored at or after), ?until=, ?after_id=."""
+    """The ledger filtered by ?status=, ?since= (received at or after), ?until= (received before;
+    a date includes that whole day), ?after_id=.
+
+    Received: when WeChat says it was paid, the time the page shows and the income totals count.
+    """
     query = db.select(Payment)
     status = _choice("status", PAYMENT_STATUSES)
-    since, until = _moment("since"), _moment("until")
+    since, until = _moment("since"), _moment("until", end_of_day=True)
     if status:
         query = query.where(Payment.status == status)
     if since:
-        query = query.where(Payment.recorded_at >= since)
+        query = query.where(Payment.received_at >= since)
     if until:
-        query = query.where(Payment.recorded_at < until)
+        query = query.where(Payment.received_at < until)
     after_id = request.args.get("after_id", type=int)
     if after_id is not None:
         query = query.where(Payment.id > after_id)
