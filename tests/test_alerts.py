@@ -343,3 +343,26 @@ def test_one_off_notices_are_not_incidents_to_the_generic_webhook(make_app, auth
         payload = json.loads(db.session.get(outbox.OutboxMessage, test["id"]).payload)
     assert payload["event"] == "notice.test" and "incident" not in payload
     assert alerts(client, auth)["incidents"] == []
+
+
+def test_alerts_api_reads_all_deliveries_in_one_query(make_app, auth):
+    from sqlalchemy import event
+
+    app = make_app(ALERT_WEBHOOK_URL="http://127.0.0.1:9/hook", ALERT_GRACE_SECONDS=0)
+    for _ in range(3):
+        write_history(app, ("logged_in", "retrying", "bot", "lost the connection to WeChat"))
+        assert incidents.evaluate(app) == "opened down"
+        write_history(app, ("starting", "logged_in", "bot", "back"))
+        assert incidents.evaluate(app) == "closed"
+    statements = []
+    with app.app_context():
+        engine = db.engine
+    listener = lambda *args: statements.append(args[2])  # noqa: E731 (conn, cursor, statement, ...)
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        shown = alerts(app.test_client(), auth)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert [[d["idempotency_key"] for d in i["deliveries"]] for i in shown["incidents"]] == [
+        [f"incident-{n}-opened-webhook", f"incident-{n}-resolved-webhook"] for n in (3, 2, 1)]
+    assert len([s for s in statements if "FROM outbox" in s and "GROUP BY" not in s]) == 1

@@ -8,19 +8,26 @@ from flask import Blueprint, current_app, jsonify, request
 from ..db import db
 from ..web.auth import admin_required
 from . import channels
+from .incidents import open_incident  # noqa: F401 (also views.open_incident, for older callers)
 from .models import Incident
 from .notices import send_one_off
 
 bp = Blueprint("alerts", __name__, url_prefix="/api/alerts")
 
 
-def _deliveries(incident_id: int) -> list[dict]:
+def _deliveries(incident_ids: list[int]) -> dict[int, list[dict]]:
+    """The deliveries of each of these incidents, in one query."""
     from ..outbox import OutboxMessage
 
-    rows = db.session.execute(db.select(OutboxMessage)
-                              .where(OutboxMessage.idempotency_key.startswith(f"incident-{incident_id}-"))
+    found: dict[int, list[dict]] = {incident_id: [] for incident_id in incident_ids}
+    if not incident_ids:
+        return found
+    prefixes = [OutboxMessage.idempotency_key.startswith(f"incident-{i}-", autoescape=True) for i in incident_ids]
+    rows = db.session.execute(db.select(OutboxMessage).where(db.or_(*prefixes))
                               .order_by(OutboxMessage.id)).scalars()
-    return [_delivery(row) for row in rows]
+    for row in rows:
+        found[int(row.idempotency_key.split("-")[1])].append(_delivery(row))
+    return found
 
 
 # The idempotency key's prefix -> the one-off notice it belongs to (see send_one_off's callers).
@@ -51,11 +58,6 @@ def delivery_counts() -> dict:
     return {status: counts.get(status, 0) for status in ("pending", "delivered", "failed")}
 
 
-def open_incident() -> Incident | None:
-    return db.session.execute(db.select(Incident).where(Incident.closed_at.is_(None))
-                              .order_by(Incident.id.desc())).scalars().first()
-
-
 def summary() -> dict:
     """What the status page's alert card shows: channels, the open incident, undelivered messages."""
     incident = open_incident()
@@ -69,11 +71,12 @@ def list_incidents():
     """Newest incidents first, each with its deliveries, and the outbox's alert messages by status."""
     limit = min(100, max(1, request.args.get("limit", 20, type=int) or 20))
     incidents = db.session.execute(db.select(Incident).order_by(Incident.id.desc()).limit(limit)).scalars().all()
+    deliveries = _deliveries([incident.id for incident in incidents])
     return jsonify(
         channels=channels.configured(current_app.config),
         open=next((i.id for i in incidents if i.closed_at is None), None),
         deliveries=delivery_counts(),
-        incidents=[incident.to_dict() | {"deliveries": _deliveries(incident.id)} for incident in incidents],
+        incidents=[incident.to_dict() | {"deliveries": deliveries[incident.id]} for incident in incidents],
     )
 
 
