@@ -192,14 +192,14 @@ class GeekaiCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
         runtime = bot_runtime.get(self.app)
-        supervisor = getattr(runtime, "supervisor", None)
-        heartbeat = _last_heartbeat(supervisor)
+        supervisor = runtime.supervisor if runtime is not None else None
+        heartbeat = supervisor.last_heartbeat() if supervisor is not None else None
         if heartbeat is not None:
             age = GaugeMetricFamily("geekai_bot_last_sync_age_seconds",
                                     "Seconds since the bot's last successful sync with WeChat (absent when offline)")
             age.add_metric([], max(0.0, time.monotonic() - heartbeat))
             yield age
-        stats = getattr(supervisor, "stats", None) or {}
+        stats = supervisor.stats if supervisor is not None else {}
         messages = CounterMetricFamily("geekai_bot_messages", "Messages received and sent by this process",
                                        labels=["direction"])
         messages.add_metric(["in"], stats.get("messages_in", 0))
@@ -219,26 +219,13 @@ class GeekaiCollector:
         yield timing
 
 
-def _last_heartbeat(supervisor) -> float | None:
-    """time.monotonic() of the last good sync, from whichever of the lead's APIs exists."""
-    if supervisor is None:
-        return None
-    try:
-        if callable(getattr(supervisor, "last_heartbeat", None)):
-            return supervisor.last_heartbeat()
-        session = getattr(supervisor, "session", None)
-        return session.last_heartbeat() if session is not None else None
-    except Exception:
-        logger.debug("metrics: no heartbeat", exc_info=True)
-        return None
-
-
 def _alert_families(config):
-    """Incidents and outbox deliveries; absent until those tables exist."""
+    """Incidents and outbox deliveries."""
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     from ..alerts.channels import configured
     from ..alerts.models import Incident
+    from ..outbox import OutboxMessage
 
     open_count, total = db.session.execute(
         db.select(func.count(Incident.id).filter(Incident.closed_at.is_(None)), func.count(Incident.id))).one()
@@ -248,10 +235,6 @@ def _alert_families(config):
     every = CounterMetricFamily("geekai_incidents", "Incidents opened since the database was created")
     every.add_metric([], total)
     yield every
-    try:
-        from ..outbox import OutboxMessage
-    except ImportError:
-        return
     rows = db.session.execute(db.select(OutboxMessage.topic, OutboxMessage.status, func.count(),
                                         func.coalesce(func.sum(OutboxMessage.attempts), 0))
                               .group_by(OutboxMessage.topic, OutboxMessage.status)).all()
@@ -263,8 +246,9 @@ def _alert_families(config):
     tries = CounterMetricFamily("geekai_alert_delivery_attempts", "Delivery attempts made for alert messages",
                                 labels=["channel"])
     # Configured channels show zeros before their first message, so alert rules have a series.
-    per_status = {(channel, status): 0 for channel in configured(config) for status in ("pending", "delivered", "failed")}
-    per_channel: dict[str, int] = dict.fromkeys(configured(config), 0)
+    channels = configured(config)
+    per_status = {(channel, status): 0 for channel in channels for status in ("pending", "delivered", "failed")}
+    per_channel: dict[str, int] = dict.fromkeys(channels, 0)
     for topic, status, count, attempts in rows:
         outbox.add_metric([topic, status], count)
         if topic.startswith("alert."):
