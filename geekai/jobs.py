@@ -21,8 +21,11 @@ class PeriodicJob:
 
 
 def register_job(app, job_id: str, func: Callable, seconds: float) -> None:
-    """Run func(app) every `seconds` in a serving process."""
-    app.extensions.setdefault(JOBS, []).append(PeriodicJob(job_id, func, seconds))
+    """Run func(app) every `seconds` in a serving process; a second registration of the same id
+    is ignored, so an init_app that runs twice (or two modules that need one job) adds it once."""
+    registered = app.extensions.setdefault(JOBS, [])
+    if all(job.id != job_id for job in registered):
+        registered.append(PeriodicJob(job_id, func, seconds))
 
 
 def register_message_handler(app, handler: Callable) -> None:

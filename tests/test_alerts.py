@@ -366,3 +366,18 @@ def test_alerts_api_reads_all_deliveries_in_one_query(make_app, auth):
     assert [[d["idempotency_key"] for d in i["deliveries"]] for i in shown["incidents"]] == [
         [f"incident-{n}-opened-webhook", f"incident-{n}-resolved-webhook"] for n in (3, 2, 1)]
     assert len([s for s in statements if "FROM outbox" in s and "GROUP BY" not in s]) == 1
+
+
+def test_a_job_registered_twice_is_scheduled_once(app):
+    """register_job ignores a second registration of an id (the scheduler would refuse a duplicate id)."""
+    from geekai.jobs import jobs, register_job
+
+    before = [job.id for job in jobs(app)]
+    assert "alerts-evaluate" in before and len(set(before)) == len(before)
+    register_job(app, "alerts-evaluate", lambda app: None, 99)
+    register_job(app, "example", lambda app: None, 1)
+    register_job(app, "example", lambda app: None, 2)
+    after = jobs(app)
+    assert [job.id for job in after] == before + ["example"]
+    assert next(job for job in after if job.id == "alerts-evaluate").func is incidents.evaluate
+    assert next(job for job in after if job.id == "example").seconds == 1
