@@ -381,3 +381,27 @@ def test_a_job_registered_twice_is_scheduled_once(app):
     assert [job.id for job in after] == before + ["example"]
     assert next(job for job in after if job.id == "alerts-evaluate").func is incidents.evaluate
     assert next(job for job in after if job.id == "example").seconds == 1
+
+
+def test_no_reminders_when_alert_remind_seconds_is_0(make_app):
+    app = make_app(ALERT_WEBHOOK_URL="http://127.0.0.1:9/hook", ALERT_GRACE_SECONDS=0, ALERT_REMIND_SECONDS=0)
+    write_history(app, ("logged_in", "retrying", "bot", "lost the connection to WeChat"))
+    assert incidents.evaluate(app) == "opened down"
+    with app.app_context():
+        db.session.execute(db.update(Incident).values(last_notice_at=utcnow().replace(year=2000)))
+        db.session.commit()
+    assert incidents.evaluate(app) == ""
+    assert outbox_keys(app) == ["incident-1-opened-webhook"]
+
+
+def test_an_incident_closes_when_the_bot_is_disabled(make_app):
+    app = make_app(ALERT_WEBHOOK_URL="http://127.0.0.1:9/hook", ALERT_GRACE_SECONDS=0)
+    write_history(app, ("logged_in", "retrying", "bot", "lost the connection to WeChat"))
+    assert incidents.evaluate(app) == "opened down"
+    write_history(app, ("retrying", "disabled", "system", "BOT_ENABLED is false"))
+    assert incidents.evaluate(app) == "closed"
+    assert incidents.evaluate(app) == ""  # and none opens while it stays disabled
+    with app.app_context():
+        incident = db.session.execute(db.select(Incident)).scalar_one()
+        assert incident.close_reason == "the bot was disabled" and incident.state == "disabled"
+    assert outbox_keys(app) == ["incident-1-opened-webhook", "incident-1-resolved-webhook"]
