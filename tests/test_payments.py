@@ -343,3 +343,33 @@ def test_date_filters_take_whole_china_days_of_the_received_time(pay_app, auth):
     sign_in(client)
     page = client.get(f"/payments?until={today}").get_data(as_text=True)
     assert "4200001234202409100000000071" in page and "4200001234202409100000000070" in page
+
+
+# ----- amounts -----------------------------------------------------------------------------
+
+def test_amount_columns_are_64_bit_on_postgresql():
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateTable
+
+    for model in (Payment, Order, PaymentNotice):
+        ddl = str(CreateTable(model.__table__).compile(dialect=postgresql.dialect()))
+        assert re.search(r"amount_cents BIGINT", ddl), ddl
+
+
+@pytest.mark.parametrize("amount", ["1e2", "1E2", "1_000", "NaN", "Infinity", "0x10", "1,000.00", "１２"])
+def test_order_amount_must_be_plain_decimal_digits(pay_app, auth, amount):
+    answer = pay_app.test_client().post("/api/orders", json={"amount": amount}, headers=auth)
+    assert answer.status_code == 400 and "amount" in answer.get_json()["error"]
+
+
+def test_the_api_and_the_parser_share_one_amount_limit(pay_app, auth):
+    from geekai.payments.parser import MAX_AMOUNT_CENTS, amount_to_str, parse_notice
+    client = pay_app.test_client()
+    largest, too_large = amount_to_str(MAX_AMOUNT_CENTS - 1), amount_to_str(MAX_AMOUNT_CENTS)
+    assert create_order(client, auth, amount=largest)["amount"] == largest
+    assert client.post("/api/orders", json={"amount": too_large}, headers=auth).status_code == 400
+    assert parse_notice(receipt_xml("4200001234202409100000000080", largest)).amount_cents == MAX_AMOUNT_CENTS - 1
+    refused = parse_notice(receipt_xml("4200001234202409100000000081", too_large))
+    assert refused.kind == "unparsed" and "too large" in refused.reason
+    deliver(pay_app, message(receipt_xml("4200001234202409100000000080", largest)))
+    assert rows(pay_app, Payment)[0].amount_cents == MAX_AMOUNT_CENTS - 1

@@ -11,7 +11,6 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
 
 from flask import current_app
 from sqlalchemy import update
@@ -21,11 +20,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 from .. import outbox
 from ..db import db, isoformat, utcnow
 from .models import CLAIMED, CODE_LENGTH, EXPIRED, MATCHED, PAID, PENDING, UNCLAIMED, Order, Payment, new_code
+from .parser import to_cents
 
 logger = logging.getLogger(__name__)
 
 SECRET_KEY_NAME = "PAYMENT_CALLBACK_SECRET"
-MAX_AMOUNT_CENTS = 10**12
 # Notes are short; a longer one is scanned only this far for an order code.
 MAX_NOTE_SCAN = 256
 _NOTE_NOISE = re.compile(r"[\s\-_·.,:：，。]+")
@@ -49,15 +48,9 @@ def parse_amount(value) -> int:
     if not isinstance(value, str):
         raise ValueError("amount must be a decimal string in yuan such as \"12.00\"")
     try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError("amount must be a decimal string such as \"12.00\"") from None
-    if not amount.is_finite() or amount.as_tuple().exponent < -2:
-        raise ValueError("amount must have at most 2 decimals")
-    cents = int(amount * 100)
-    if not 0 < cents < MAX_AMOUNT_CENTS:
-        raise ValueError("amount must be positive")
-    return cents
+        return to_cents(value.strip())
+    except ValueError as e:
+        raise ValueError(f"{e}: amount must be a decimal string in yuan such as \"12.00\"") from None
 
 
 # ----- events ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import db, isoformat, utcnow
@@ -54,7 +54,7 @@ class PaymentNotice(db.Model):
     reason: Mapped[str] = mapped_column(Text, default="")
     title: Mapped[str] = mapped_column(Text, default="")
     tx_id: Mapped[str | None] = mapped_column(String(128), default=None, index=True)
-    amount_cents: Mapped[int | None] = mapped_column(Integer, default=None)
+    amount_cents: Mapped[int | None] = mapped_column(BigInteger, default=None)
     note: Mapped[str] = mapped_column(Text, default="")
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"), default=None)
 
@@ -87,7 +87,7 @@ class Payment(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tx_id: Mapped[str] = mapped_column(String(128), unique=True)
-    amount_cents: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)  # 64-bit: Integer is 32-bit on PostgreSQL
     note: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default=UNCLAIMED)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)   # when WeChat says it was paid
@@ -124,7 +124,7 @@ class Order(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(16), unique=True)
-    amount_cents: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)  # 64-bit: Integer is 32-bit on PostgreSQL
     reference: Mapped[str] = mapped_column(String(200), default="")
     status: Mapped[str] = mapped_column(String(16), default=PENDING)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

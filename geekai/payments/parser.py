@@ -18,7 +18,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Iterator, Optional
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,6 +26,8 @@ __all__ = [
     "ParsedNotice",
     "parse_notice",
     "amount_to_str",
+    "to_cents",
+    "MAX_AMOUNT_CENTS",
     "is_payment_sender",
     "PAYMENT_SENDER_NAMES",
 ]
@@ -36,8 +38,9 @@ PAYMENT_SENDER_NAMES = frozenset({"微信支付", "微信收款助手"})
 
 # Real notices are 5-15 KB; anything far larger is not a notice and only costs parse time.
 MAX_CONTENT_CHARS = 256 * 1024
-# More integer digits than this is not a real personal receipt and would only bloat the ledger.
-MAX_AMOUNT_INT_DIGITS = 12
+# Amounts (received, and ordered through the API) are below this: 10 billion yuan is no personal
+# receipt, and every amount fits the ledger's 64-bit columns with room to sum.
+MAX_AMOUNT_CENTS = 10**12
 # VerifyFlag bit that web WeChat sets on official (公众号) accounts: 8, 24, 29, 56 all have it.
 _VERIFY_FLAG_OFFICIAL = 8
 
@@ -51,6 +54,7 @@ _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _DTD = re.compile(r"<!\s*(?:DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
 _AMOUNT = re.compile(r"收款金额\s*[:：]?\s*[￥¥]\s*(-?[0-9][0-9,]*(?:\.[0-9]+)?)")
 _AMOUNT_SHAPE = re.compile(r"-?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?")
+_PLAIN_AMOUNT_SHAPE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _TITLE_AMOUNT = re.compile(r"([0-9][0-9,]*\.[0-9]{2})\s*元|[￥¥]\s*([0-9][0-9,]*\.[0-9]{2})")
 # [^\S\n] keeps an empty note from swallowing the next line.
 _NOTE = re.compile(r"付款方备注[^\S\n]*[:：]?[^\S\n]*([^\n]*)")
@@ -248,21 +252,34 @@ def _amount_text(des: str, root: ET.Element) -> Optional[str]:
 
 
 def _to_cents(text: str, title: str) -> int:
-    """Exact Decimal conversion; reject malformed, >2 decimals, zero or negative."""
-    if not _AMOUNT_SHAPE.fullmatch(text):
-        raise _Reject(_KIND_UNPARSED, f"malformed amount {text!r}", title)
-    plain = text.replace(",", "")
-    if len(plain.lstrip("-").split(".")[0]) > MAX_AMOUNT_INT_DIGITS:
-        raise _Reject(_KIND_UNPARSED, f"amount too large {text!r}", title)
     try:
-        value = Decimal(plain)
-    except InvalidOperation:
-        raise _Reject(_KIND_UNPARSED, f"malformed amount {text!r}", title) from None
+        return to_cents(text, grouped=True)
+    except ValueError as e:
+        raise _Reject(_KIND_UNPARSED, str(e), title) from None
+
+
+def to_cents(text: str, grouped: bool = False) -> int:
+    """Yuan as decimal text ("12", "0.5", "12.00") to exact integer cents; ValueError saying why not.
+
+    Plain digits only: no exponent ("1e2"), underscore ("1_000"), NaN or infinity, at most 2
+    decimals, positive and below MAX_AMOUNT_CENTS. `grouped` also allows thousands commas
+    ("1,234.56") as notices print them.
+    """
+    shape = _AMOUNT_SHAPE if grouped else _PLAIN_AMOUNT_SHAPE
+    if not isinstance(text, str) or not shape.fullmatch(text):
+        raise ValueError(f"malformed amount {text!r}")
+    plain = text.replace(",", "")
+    if len(plain.lstrip("-").split(".")[0]) > len(str(MAX_AMOUNT_CENTS)):  # before any big arithmetic
+        raise ValueError(f"amount too large {text!r}")
+    value = Decimal(plain)
     if value.as_tuple().exponent < -2:
-        raise _Reject(_KIND_UNPARSED, f"amount has more than 2 decimals {text!r}", title)
+        raise ValueError(f"amount has more than 2 decimals {text!r}")
     if value <= 0:
-        raise _Reject(_KIND_UNPARSED, f"amount not positive {text!r}", title)
-    return int(value * 100)
+        raise ValueError(f"amount not positive {text!r}")
+    cents = int(value * 100)
+    if cents >= MAX_AMOUNT_CENTS:
+        raise ValueError(f"amount too large {text!r}")
+    return cents
 
 
 def _note(des: str, root: ET.Element) -> str:
