@@ -400,13 +400,14 @@ class _Watchdog:
             self._done.wait(0.05)
 
 
-# Chat robots answer HTTP 200 even when they refuse a message; the verdict is in the body.
-_ROBOT_VERDICT = {"alert.wecom": "errcode", "alert.dingtalk": "errcode", "alert.feishu": "code"}
+# Chat robots answer HTTP 200 even when they refuse a message; the verdict is in the body, in the
+# first of these fields that it has (Feishu answers {"code": 0, ...} or, older, {"StatusCode": 0}).
+_ROBOT_VERDICT = {"alert.wecom": ("errcode",), "alert.dingtalk": ("errcode",), "alert.feishu": ("code", "StatusCode")}
 
 
 def _check_robot_verdict(topic: str, text: str) -> None:
-    field = _ROBOT_VERDICT.get(topic)
-    if field is None:
+    fields = _ROBOT_VERDICT.get(topic)
+    if fields is None:
         return
     try:
         answer = json.loads(text)
@@ -414,7 +415,11 @@ def _check_robot_verdict(topic: str, text: str) -> None:
         raise DeliveryError(f"unreadable answer from the {topic} robot: {text[:200]!r}") from None
     if not isinstance(answer, dict):
         raise DeliveryError(f"unreadable answer from the {topic} robot: {text[:200]!r}")
-    code = answer.get(field, answer.get("StatusCode", 0))
+    field = next((f for f in fields if f in answer), None)
+    if field is None:  # a proxy's or a wrong endpoint's 200 is no robot's acceptance
+        raise DeliveryError(f"the {topic} robot refused the message (no {fields[0]} in its answer):"
+                            f" {text[:200]!r}"[:300])
+    code = answer[field]
     if str(code) != "0":
         why = answer.get("errmsg") or answer.get("msg") or answer.get("StatusMessage") or ""
         raise DeliveryError(f"the {topic} robot refused the message ({field} {code}): {why}"[:300])

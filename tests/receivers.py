@@ -57,8 +57,8 @@ class WebhookReceiver:
                 with receiver._lock:
                     receiver.requests.append(entry)
                 status = 200 if receiver.mode == "ok" else 500
-                # Answered as chat robots do, so that robot channels read it as accepted too.
-                answer = b'{"errcode":0,"errmsg":"ok"}' if status == 200 else b'{"errcode":-1,"errmsg":"down"}'
+                # Answered as chat robots do (WeCom/DingTalk errcode, Feishu code): robot channels accept it.
+                answer = b'{"errcode":0,"code":0,"errmsg":"ok"}' if status == 200 else b'{"errcode":-1,"errmsg":"down"}'
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))

@@ -59,3 +59,31 @@ def test_refusal_in_a_200_answer_is_a_failed_delivery(make_app, robot, topic, re
     assert outbox.deliver_due(app) == 1
     with app.app_context():
         assert db.session.get(OutboxMessage, message_id).status == "delivered"
+
+
+@pytest.mark.parametrize("topic, answer", [
+    ("alert.wecom", {}), ("alert.wecom", {"errmsg": "ok"}), ("alert.wecom", {"code": 0}),
+    ("alert.dingtalk", {}), ("alert.dingtalk", {"StatusCode": 0}),
+    ("alert.feishu", {}), ("alert.feishu", {"msg": "success"}), ("alert.feishu", {"errcode": 0}),
+])
+def test_an_answer_without_the_verdict_field_is_a_refusal(make_app, robot, topic, answer):
+    app = make_app(OUTBOX_RETRY_FIRST_SECONDS=0.01, OUTBOX_RETRY_MAX_SECONDS=0.01)
+    with app.app_context():
+        message_id = outbox.enqueue(topic, "http", robot["url"], {"msgtype": "text"}, key=f"{topic}-2").id
+        db.session.commit()
+    robot["answer"] = answer
+    assert outbox.deliver_due(app) == 0
+    with app.app_context():
+        message = db.session.get(OutboxMessage, message_id)
+        assert message.status == "pending" and "refused" in message.last_error
+
+
+@pytest.mark.parametrize("answer", [{"code": 0, "data": {}, "msg": "success"},
+                                    {"StatusCode": 0, "StatusMessage": "success"}])
+def test_feishu_accepts_either_answer_shape(make_app, robot, answer):
+    app = make_app()
+    with app.app_context():
+        outbox.enqueue("alert.feishu", "http", robot["url"], {"msg_type": "text"}, key="feishu-ok")
+        db.session.commit()
+    robot["answer"] = answer
+    assert outbox.deliver_due(app) == 1
