@@ -476,13 +476,35 @@ def smtp_target(target: str, default_url: str | None = None) -> tuple[dict, list
     return server, recipients
 
 
+# Query parameters that carry a credential (WeCom ?key=, DingTalk ?access_token= and &sign=, ...).
+_SECRET_PARAMS = frozenset({"key", "access_token", "token", "sign", "signature", "secret", "password",
+                            "apikey", "api_key"})
+# A path segment after which a webhook URL carries its token (Feishu/Lark .../bot/v2/hook/<token>).
+_HOOK_SEGMENTS = frozenset({"hook", "hooks"})
+
+
 def redact(target: str) -> str:
-    """A target without its password, for pages and logs."""
-    parts = urlsplit(target)
+    """A target without its secrets, for pages, logs and the API: the password of the host part,
+    credential query values and the token of a hook path become ***."""
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return "***"
+    netloc = parts.netloc
     if parts.password:
-        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-        return parts._replace(netloc=netloc).geturl()
-    return target
+        netloc = netloc.replace(":" + parts.password + "@", ":***@", 1)
+    segments = parts.path.split("/")
+    for n, segment in enumerate(segments[:-1]):
+        if segment.lower() in _HOOK_SEGMENTS:
+            segments[n + 1:] = ["***" if s else s for s in segments[n + 1:]]
+            break
+    query = "&".join(_redact_param(piece) for piece in parts.query.split("&")) if parts.query else ""
+    return parts._replace(netloc=netloc, path="/".join(segments), query=query).geturl()
+
+
+def _redact_param(piece: str) -> str:
+    name, equals, _value = piece.partition("=")
+    return f"{name}=***" if equals and unquote(name).lower() in _SECRET_PARAMS else piece
 
 
 def _setting(app, key: str):

@@ -12,7 +12,7 @@ from geekai import jobs, outbox
 from geekai.db import db, utcnow
 from geekai.outbox import OutboxMessage
 from receivers import FakeSMTPServer, WebhookReceiver
-from conftest import CALLBACK_SECRET
+from conftest import CALLBACK_SECRET, sign_in
 
 SECRET = CALLBACK_SECRET
 QUICK = {"OUTBOX_RETRY_FIRST_SECONDS": 0.01, "OUTBOX_RETRY_MAX_SECONDS": 0.05, "OUTBOX_TIMEOUT_SECONDS": 1,
@@ -287,6 +287,32 @@ def test_to_dict_hides_the_smtp_password(quick_app):
     with quick_app.app_context():
         message = outbox.enqueue("alert.email", "smtp", "smtp://u:secretpw@h:25?to=a@b", "b", key="a4")
         assert "secretpw" not in str(message.to_dict())
+
+
+@pytest.mark.parametrize("target, secrets, shown", [
+    ("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx", ["693a91f6"],
+     "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=***"),
+    ("https://oapi.dingtalk.com/robot/send?access_token=c1d2e3tok&timestamp=1&sign=s1gn%2B", ["c1d2e3tok", "s1gn"],
+     "https://oapi.dingtalk.com/robot/send?access_token=***&timestamp=1&sign=***"),
+    ("https://open.feishu.cn/open-apis/bot/v2/hook/0a1b2c3d-uuid", ["0a1b2c3d"],
+     "https://open.feishu.cn/open-apis/bot/v2/hook/***"),
+    ("smtp://u:secretpw@h:25?to=a@b,c@d", ["secretpw"], "smtp://u:***@h:25?to=a@b,c@d"),
+    ("https://example.com/geekai-hook?order=7", [], "https://example.com/geekai-hook?order=7"),
+    ("mailto:ops@example.com", [], "mailto:ops@example.com"),
+])
+def test_redact_hides_hook_tokens_and_credentials(target, secrets, shown):
+    assert outbox.redact(target) == shown
+    assert not any(secret in outbox.redact(target) for secret in secrets)
+
+
+def test_deliveries_page_and_api_hide_robot_tokens(quick_app, auth):
+    target = "https://oapi.dingtalk.com/robot/send?access_token=c1d2e3tok"
+    put(quick_app, target=target, key="robot")
+    client = quick_app.test_client()
+    assert "c1d2e3tok" not in client.get("/api/deliveries", headers=auth).get_data(as_text=True)
+    sign_in(client)
+    page = client.get("/deliveries").get_data(as_text=True)
+    assert "access_token=***" in page and "c1d2e3tok" not in page
 
 
 def test_init_app_registers_the_job_once(make_app):
