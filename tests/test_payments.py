@@ -151,6 +151,17 @@ def test_payment_with_code_in_note_pays_the_order(pay_app, auth):
     assert answer["payment"]["status"] == "matched" and answer["payment"]["amount"] == "12.00"
 
 
+def test_order_list_shows_the_payment_of_a_paid_order(pay_app, auth):
+    client = pay_app.test_client()
+    paid, pending = create_order(client, auth, amount="4.00"), create_order(client, auth, amount="5.00")
+    deliver(pay_app, message(receipt_xml("4200001234202409100000000013", "4.00", note=paid["code"]),
+                             create_time=int(time.time())))
+    listed = {o["id"]: o for o in client.get("/api/orders", headers=auth).get_json()["orders"]}
+    assert listed[paid["id"]]["payment"]["tx_id"] == "4200001234202409100000000013"
+    assert listed[paid["id"]] == client.get(f"/api/orders/{paid['id']}", headers=auth).get_json()
+    assert listed[pending["id"]]["payment"] is None
+
+
 def test_wrong_amount_or_missing_code_leaves_the_order_pending(pay_app, auth):
     client = pay_app.test_client()
     order = create_order(client, auth, amount="12.00")

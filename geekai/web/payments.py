@@ -180,7 +180,7 @@ def claim_payment(tx_id: str):
         payment, order = ledger.claim(tx_id, claimed_by, int(order_id) if order_id is not None else None)
     except ledger.ClaimRefused as refused:
         return _error(refused.status, str(refused))
-    return jsonify(payment=payment.to_dict(), order=order.to_dict(payment) if order else None)
+    return jsonify(payment=payment.to_dict(), order=ledger.order_dict(order, payment) if order else None)
 
 
 @api.post("/orders")
@@ -213,8 +213,7 @@ def get_order(order_id: int):
     order = db.session.get(Order, order_id)
     if order is None:
         return _error(404, f"no order {order_id}")
-    payment = db.session.get(Payment, order.payment_id) if order.payment_id else None
-    return jsonify(order.to_dict(payment))
+    return jsonify(ledger.order_dict(order))
 
 
 @api.get("/orders")
@@ -224,7 +223,7 @@ def list_orders():
     query = db.select(Order).order_by(Order.id.desc()).limit(_limit())
     if status:
         query = query.where(Order.status == status)
-    return jsonify(orders=[o.to_dict() for o in db.session.execute(query).scalars()])
+    return jsonify(orders=ledger.order_dicts(db.session.execute(query).scalars().all()))
 
 
 @api.get("/deliveries")
