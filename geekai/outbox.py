@@ -40,15 +40,9 @@ from .db import db, isoformat, utcnow
 logger = logging.getLogger(__name__)
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+STATUSES = (PENDING, DELIVERED, FAILED)
 TRANSPORTS = ("http", "smtp")
-
-DEFAULTS = {
-    "OUTBOX_INTERVAL_SECONDS": 2,
-    "OUTBOX_TIMEOUT_SECONDS": 10,
-    "OUTBOX_RETRY_FIRST_SECONDS": 2,
-    "OUTBOX_RETRY_MAX_SECONDS": 600,
-    "OUTBOX_MAX_ATTEMPTS": 20,
-}
+# Settings (OUTBOX_*) and their defaults: geekai/config.py.
 SIGNATURE_HEADER = "X-Geekai-Signature"
 TIMESTAMP_HEADER = "X-Geekai-Timestamp"
 MAX_ERROR_CHARS = 500
@@ -201,7 +195,7 @@ def _claim(app, message_id: int) -> OutboxMessage | None:
     """Claim one due message for the length of a lease; None if another worker has it."""
     now = utcnow()
     token = secrets.token_hex(16)
-    lease = timedelta(seconds=_setting(app, "OUTBOX_TIMEOUT_SECONDS") * 3 + 30)
+    lease = timedelta(seconds=app.config["OUTBOX_TIMEOUT_SECONDS"] * 3 + 30)
     result = db.session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id, OutboxMessage.status == PENDING,
@@ -233,7 +227,7 @@ def _attempt(app, message: OutboxMessage) -> bool:
 
 def _record_failure(app, message: OutboxMessage, error: str) -> None:
     attempts = message.attempts + 1
-    if attempts >= _setting(app, "OUTBOX_MAX_ATTEMPTS"):
+    if attempts >= app.config["OUTBOX_MAX_ATTEMPTS"]:
         status, due = FAILED, utcnow()
         logger.warning("outbox %s (%s) failed after %d attempts: %s", message.id, message.topic, attempts, error)
     else:
@@ -273,8 +267,8 @@ def _finish(message: OutboxMessage, **values) -> None:
 
 def backoff(app, attempts: int) -> float:
     """Seconds before the next try after `attempts` failures: doubling, jittered, capped."""
-    first = _setting(app, "OUTBOX_RETRY_FIRST_SECONDS")
-    cap = _setting(app, "OUTBOX_RETRY_MAX_SECONDS")
+    first = app.config["OUTBOX_RETRY_FIRST_SECONDS"]
+    cap = app.config["OUTBOX_RETRY_MAX_SECONDS"]
     delay = first * 2 ** min(attempts - 1, 30)
     return min(cap, delay * random.uniform(0.75, 1.25))
 
@@ -308,7 +302,7 @@ def _send_http(app, message: OutboxMessage) -> None:
         timestamp = str(int(time.time()))
         headers[TIMESTAMP_HEADER] = timestamp
         headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
-    timeout = _setting(app, "OUTBOX_TIMEOUT_SECONDS")
+    timeout = app.config["OUTBOX_TIMEOUT_SECONDS"]
     # requests' read timeout is per read: a receiver trickling a byte now and then would hold the
     # send (and the claim, past its lease) for ever. The watchdog bounds the whole exchange.
     adapter = _WatchedAdapter()
@@ -439,7 +433,7 @@ def _send_smtp(app, message: OutboxMessage) -> None:
     for name, value in extra.items():
         mail[name] = value
     mail.set_content(message.payload)
-    timeout = _setting(app, "OUTBOX_TIMEOUT_SECONDS")
+    timeout = app.config["OUTBOX_TIMEOUT_SECONDS"]
     cls = smtplib.SMTP_SSL if server["ssl"] else smtplib.SMTP
     kwargs = {"context": ssl.create_default_context()} if server["ssl"] else {}
     with cls(server["host"], server["port"], timeout=timeout, **kwargs) as smtp:
@@ -507,14 +501,10 @@ def _redact_param(piece: str) -> str:
     return f"{name}=***" if equals and unquote(name).lower() in _SECRET_PARAMS else piece
 
 
-def _setting(app, key: str):
-    return app.config.get(key, DEFAULTS[key])
-
-
 def init_app(app) -> None:
     """Register the delivery job once (several modules may use the outbox)."""
     if app.extensions.get("geekai.outbox"):
         return
     app.extensions["geekai.outbox"] = True
     from .jobs import register_job
-    register_job(app, JOB_ID, deliver_due, _setting(app, "OUTBOX_INTERVAL_SECONDS"))
+    register_job(app, JOB_ID, deliver_due, app.config["OUTBOX_INTERVAL_SECONDS"])

@@ -20,6 +20,6 @@ def init_app(app) -> None:
                           None)
     outbox.init_app(app)
     register_message_handler(app, functools.partial(recorder.handle_message, app))
-    register_job(app, "payments-expire-orders", ledger.expire_orders, app.config.get("ORDER_EXPIRY_CHECK_SECONDS", 15))
+    register_job(app, "payments-expire-orders", ledger.expire_orders, app.config["ORDER_EXPIRY_CHECK_SECONDS"])
     register_job(app, "payments-recover-notices", recorder.recover_notices, 60)
     web_payments.init_app(app)

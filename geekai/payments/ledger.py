@@ -191,7 +191,7 @@ def expire_orders(app, limit: int = 200) -> int:
     """Periodic job: pending orders past their expiry (plus grace) become expired; return how many."""
     expired = 0
     with app.app_context():
-        grace = timedelta(seconds=app.config.get("ORDER_EXPIRY_GRACE_SECONDS", 60))
+        grace = timedelta(seconds=app.config["ORDER_EXPIRY_GRACE_SECONDS"])
         due = db.session.execute(
             db.select(Order.id).where(Order.status == PENDING, Order.expires_at <= utcnow() - grace)
             .order_by(Order.id).limit(limit)).scalars().all()

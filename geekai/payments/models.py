@@ -13,6 +13,7 @@ from .parser import amount_to_str
 # Notice statuses. `received`: stored, not yet processed (a crash left it so: reprocessed later).
 RECEIVED, ACCEPTED, DUPLICATE, REJECTED, IGNORED, UNPARSED = (
     "received", "accepted", "duplicate", "rejected", "ignored", "unparsed")
+NOTICE_STATUSES = (RECEIVED, ACCEPTED, DUPLICATE, REJECTED, IGNORED, UNPARSED)
 # Payment (ledger) statuses: not yet credited to anything, credited to an order, claimed by hand.
 UNCLAIMED, MATCHED, CLAIMED = "unclaimed", "matched", "claimed"
 PAYMENT_STATUSES = (UNCLAIMED, MATCHED, CLAIMED)

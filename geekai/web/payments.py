@@ -11,7 +11,7 @@ from .. import outbox
 from ..db import db, isoformat, utcnow
 from ..outbox import OutboxMessage
 from ..payments import ledger
-from ..payments.models import ORDER_STATUSES, PAYMENT_STATUSES, Order, Payment, PaymentNotice
+from ..payments.models import ACCEPTED, NOTICE_STATUSES, ORDER_STATUSES, PAYMENT_STATUSES, Order, Payment, PaymentNotice
 from ..payments.parser import amount_to_str
 from . import csrf, i18n
 from .auth import actor, admin_required, is_admin
@@ -22,8 +22,6 @@ pages = Blueprint("payments_pages", __name__)
 MAX_PAGE = 1000
 # WeChat Pay personal receipts are a mainland-China thing: "today" is a day in China (UTC+8, no DST).
 CHINA = timezone(timedelta(hours=8), "CST")
-NOTICE_STATUSES = ("received", "accepted", "duplicate", "rejected", "ignored", "unparsed")
-DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 TEXT = {
     "nav_status": {"zh": "状态", "en": "Status"},
@@ -197,7 +195,7 @@ def create_order():
     reference = body.get("reference") or ""
     if not isinstance(reference, str) or len(reference) > 200:
         return _error(400, "reference must be a string of at most 200 characters")
-    ttl = body.get("ttl_seconds", current_app.config.get("ORDER_TTL_SECONDS", 1800))
+    ttl = body.get("ttl_seconds", current_app.config["ORDER_TTL_SECONDS"])
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 10 <= ttl <= 30 * 86400:
         return _error(400, "ttl_seconds must be a number of seconds between 10 and 2592000")
     order = ledger.create_order(cents, reference, ttl)
@@ -230,7 +228,7 @@ def list_orders():
 @admin_required
 def list_deliveries():
     """Outbox messages (callbacks and alerts), newest first: ?status=, ?topic= (prefix)."""
-    status = _choice("status", DELIVERY_STATUSES)
+    status = _choice("status", outbox.STATUSES)
     query = db.select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(_limit())
     if status:
         query = query.where(OutboxMessage.status == status)
@@ -276,7 +274,7 @@ def payments_page():
         return login
     rows = db.session.execute(payments_query().order_by(Payment.id.desc()).limit(500)).scalars().all()
     notices = db.session.execute(
-        db.select(PaymentNotice).where(PaymentNotice.status != "accepted")
+        db.select(PaymentNotice).where(PaymentNotice.status != ACCEPTED)
         .order_by(PaymentNotice.id.desc()).limit(100)).scalars().all()
     return render_template("payments.html", admin=True, payments=rows, notices=notices,
                            today=ledger.income_since(china_day_start(0)),
@@ -322,12 +320,12 @@ def orders_page():
 def deliveries_page():
     if (login := _admin_page()) is not None:
         return login
-    status = _choice("status", DELIVERY_STATUSES)
+    status = _choice("status", outbox.STATUSES)
     query = db.select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(500)
     if status:
         query = query.where(OutboxMessage.status == status)
     return render_template("deliveries.html", admin=True, deliveries=db.session.execute(query).scalars().all(),
-                           statuses=DELIVERY_STATUSES, args=request.args, local=_local, redact=outbox.redact)
+                           statuses=outbox.STATUSES, args=request.args, local=_local, redact=outbox.redact)
 
 
 @pages.post("/deliveries/<int:message_id>/retry")
