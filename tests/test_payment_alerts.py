@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 
 from geekai import outbox
+from geekai.db import db
 from geekai.jobs import message_handlers
+from geekai.payments.models import PaymentNotice
 from payment_helpers import FORGER, OFFICIAL, message, receipt_xml
 from receivers import WebhookReceiver
 
@@ -21,5 +23,8 @@ def test_forged_notice_raises_one_alert_and_genuine_none(make_app):
         [alert] = [json.loads(r["body"]) for r in receiver.accepted()]
         assert alert["title"] == "geekai: rejected a forged WeChat Pay notice"
         assert "VerifyFlag 0" in alert["reason"] and "88.00" not in alert["title"]
+        with app.app_context():  # the alert says what the notice's stored reason says
+            notice = db.session.execute(db.select(PaymentNotice).where(PaymentNotice.status == "rejected")).scalar_one()
+            assert alert["reason"] == f"notice {notice.id}: {notice.reason}"
     finally:
         receiver.stop()

@@ -119,9 +119,10 @@ def process(notice: StoredNotice) -> str | None:
     parsed = parse_notice(notice.content, notice.create_time)
     try:
         if not is_payment_sender(contact):
-            status = _finish(notice, parsed, REJECTED, _forgery_reason(notice, parsed))
+            reason = _forgery_reason(notice, parsed)
+            status = _finish(notice, parsed, REJECTED, reason)
             if status:
-                _alert_forgery(notice)
+                _alert_forgery(notice, reason)
             return status
         if parsed.kind == "ignored":
             return _finish(notice, parsed, IGNORED, parsed.reason)
@@ -198,16 +199,16 @@ def _forgery_reason(notice: StoredNotice, parsed: ParsedNotice) -> str:
             " which is not WeChat's verified 微信支付/微信收款助手 official account")
 
 
-def _alert_forgery(notice: StoredNotice) -> None:
-    """Tell the operator that someone tried to fake a payment."""
+def _alert_forgery(notice: StoredNotice, reason: str) -> None:
+    """Tell the operator that someone tried to fake a payment (`reason`: why it was rejected)."""
     logger.warning("rejected payment notice %s from %r (%s): not WeChat Pay's official account",
                    notice.id, notice.sender_name, notice.sender)
     from ..alerts.channels import FORGED_PAYMENT
     from ..alerts.notices import send_one_off
 
-    reason = f"notice {notice.id}: " + _forgery_reason(notice, parse_notice(notice.content, notice.create_time))
     try:
-        send_one_off(FORGED_PAYMENT, reason, f"forged-payment-{notice.id}", current_app.config)
+        send_one_off(FORGED_PAYMENT, f"notice {notice.id}: {reason}", f"forged-payment-{notice.id}",
+                     current_app.config)
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -219,12 +220,13 @@ def recover_notices(app, min_age_seconds: float = 60, limit: int = 100) -> int:
     done = 0
     with app.app_context():
         before = utcnow() - timedelta(seconds=min_age_seconds)
-        stuck = db.session.execute(
+        # Copied before the commit, which expires the rows (reading them after would reload each).
+        stuck = [StoredNotice.of(row) for row in db.session.execute(
             db.select(PaymentNotice).where(PaymentNotice.status == RECEIVED, PaymentNotice.stored_at <= before)
-            .order_by(PaymentNotice.id).limit(limit)).scalars().all()
+            .order_by(PaymentNotice.id).limit(limit)).scalars()]
         db.session.commit()
-        for row in stuck:
-            done += process(StoredNotice.of(row)) is not None
+        for notice in stuck:
+            done += process(notice) is not None
     return done
 
 
