@@ -58,6 +58,9 @@ def run(count: int, orders: int, duplicates: bool) -> dict:
             booked = db.session.execute(db.select(db.func.count()).select_from(Payment)).scalar()
             paid = db.session.execute(db.select(db.func.count()).select_from(Order).where(Order.status == "paid")).scalar()
     assert booked == count, (booked, count)
+    # Every order's code is in exactly one receipt's note, with the order's amount: each is paid once.
+    expected_paid = min(orders, (count + 9) // 10)
+    assert paid == expected_paid, (paid, expected_paid)
     latencies.sort()
     return {"messages": len(messages), "booked": booked, "orders_paid": paid, "seconds": elapsed,
             "per_second": len(messages) / elapsed, "p50_ms": statistics.median(latencies) * 1000,
@@ -85,7 +88,8 @@ Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_ve
 |---|---|---|---|---|---|---|---|
 {rows}
 
-Median {median:.0f} messages/s (best {best:.0f}): {verdict} the target of {TARGET}/s.
+Median {median:.0f} messages/s (best {best:.0f}): {verdict} the target of {TARGET}/s. In every run
+each receipt was booked once and each order whose code was in a note was paid (checked).
 """
 
 
