@@ -1,5 +1,4 @@
 """Tests for geekai.payments.parser: fixtures of each notice shape, edge cases, hostile input."""
-import dataclasses
 import html
 import json
 import sys
@@ -15,11 +14,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from geekai.payments.parser import (  # noqa: E402
-    PAYMENT_SENDER_NAMES,
     ParsedNotice,
     amount_to_str,
     is_payment_sender,
     parse_notice,
+    to_cents,
 )
 
 FIXTURES = ROOT / "tests" / "fixtures" / "payments"
@@ -198,12 +197,6 @@ def test_received_at(create_time, expected):
     assert p.received_at == datetime.fromtimestamp(expected, tz=timezone.utc)
 
 
-def test_parsed_notice_is_frozen():
-    p = parse_notice(notice())
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        p.kind = "ignored"
-
-
 # --- hostile and garbage input ----------------------------------------------------------------
 
 GARBAGE = [
@@ -246,6 +239,8 @@ def test_lowercase_doctype_is_refused_too():
     ({"UserName": "@a1b2", "NickName": "微信收款助手", "VerifyFlag": 8}, True),
     ({"UserName": "@a1b2", "NickName": "微信支付", "VerifyFlag": 29, "Alias": "wxzhifu"}, True),
     ({"UserName": "@a1b2", "NickName": "微信支付", "VerifyFlag": 56}, True),
+    ({"UserName": "@a1b2", "NickName": " 微信支付 ", "VerifyFlag": 24}, True),      # padded nickname
+    ({"UserName": "@a1b2", "NickName": "微信", "VerifyFlag": 24}, False),
     ({"UserName": "@a1b2", "NickName": "微信支付", "VerifyFlag": "24"}, True),
     ({"UserName": "@a1b2", "NickName": "微信支付", "VerifyFlag": 0}, False),       # friend namesake
     ({"UserName": "@a1b2", "NickName": "微信收款助手", "VerifyFlag": 0}, False),
@@ -264,8 +259,24 @@ def test_is_payment_sender(contact, expected):
     assert is_payment_sender(contact) is expected
 
 
-def test_payment_sender_names():
-    assert PAYMENT_SENDER_NAMES == frozenset({"微信支付", "微信收款助手"})
+@pytest.mark.parametrize("text, grouped, cents", [
+    ("12", False, 1200), ("0.5", False, 50), ("12.00", False, 1200), ("1,234.56", True, 123456),
+    ("9999999999.99", False, 999999999999),
+])
+def test_to_cents(text, grouped, cents):
+    assert to_cents(text, grouped=grouped) == cents
+
+
+@pytest.mark.parametrize("text, grouped, reason", [
+    ("1e2", False, "malformed"), ("1E2", True, "malformed"), ("1_000", False, "malformed"), ("NaN", False, "malformed"),
+    ("Infinity", False, "malformed"), ("１２", False, "malformed"), (" 12", False, "malformed"), ("+5", False, "malformed"),
+    (".5", False, "malformed"), ("1,234.56", False, "malformed"), ("1.234", False, "more than 2 decimals"),
+    ("0", False, "not positive"), ("-1", False, "not positive"), ("10000000000.00", False, "too large"),
+    ("9" * 5000, False, "too large"), (12, False, "malformed"), (None, False, "malformed"),
+])
+def test_to_cents_refuses_with_the_reason(text, grouped, reason):
+    with pytest.raises(ValueError, match=reason):
+        to_cents(text, grouped=grouped)
 
 
 @pytest.mark.parametrize("content", [
