@@ -12,6 +12,11 @@ os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 
 from geekai import create_app  # noqa: E402
 from geekai.bot import runtime as bot_runtime  # noqa: E402
+from geekai.bot.wxpy_patches import import_wxpy  # noqa: E402
+
+# itchat's first import writes to stdout, and the adapter silences it by swapping sys.stdout for
+# the whole process; done here once, that swap can never overlap CliRunner's own capture.
+import_wxpy()
 
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 API_TOKEN = "test-token-0123456789"

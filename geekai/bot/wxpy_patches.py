@@ -10,6 +10,7 @@ import html
 import io
 import logging
 import queue
+import sys
 import threading
 
 from . import bounded_http
@@ -27,14 +28,18 @@ _patched = False
 
 
 def import_wxpy():
-    """Import wxpy quietly (importing itchat prints and adds a console log handler)."""
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            import itchat
-            import wxpy
-            import wxpy.api.bot
-    except ImportError as exc:
-        raise BackendUnavailable(f"wxpy is not installed: {exc}") from exc
+    """Import wxpy quietly: itchat's first import writes a block character to stdout."""
+    with _patch_lock:
+        # sys.stdout is the whole process's: swap it only for the one import that writes, never
+        # on later attempts, or output of other threads (a CLI, the tests) would vanish.
+        quiet = contextlib.redirect_stdout(io.StringIO()) if "itchat" not in sys.modules else contextlib.nullcontext()
+        try:
+            with quiet:
+                import itchat
+                import wxpy
+                import wxpy.api.bot
+        except ImportError as exc:
+            raise BackendUnavailable(f"wxpy is not installed: {exc}") from exc
     return itchat, wxpy
 
 
