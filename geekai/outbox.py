@@ -502,9 +502,6 @@ def _redact_param(piece: str) -> str:
 
 
 def init_app(app) -> None:
-    """Register the delivery job once (several modules may use the outbox)."""
-    if app.extensions.get("geekai.outbox"):
-        return
-    app.extensions["geekai.outbox"] = True
+    """Register the delivery job (several modules call this; register_job keeps one per id)."""
     from .jobs import register_job
     register_job(app, JOB_ID, deliver_due, app.config["OUTBOX_INTERVAL_SECONDS"])
