@@ -405,3 +405,17 @@ def test_an_incident_closes_when_the_bot_is_disabled(make_app):
         incident = db.session.execute(db.select(Incident)).scalar_one()
         assert incident.close_reason == "the bot was disabled" and incident.state == "disabled"
     assert outbox_keys(app) == ["incident-1-opened-webhook", "incident-1-resolved-webhook"]
+
+
+def test_opening_and_closing_an_incident_wakes_the_live_page(make_app):
+    from geekai.bot.store import change_signal
+
+    app = make_app(ALERT_WEBHOOK_URL="http://127.0.0.1:9/hook", ALERT_GRACE_SECONDS=0)
+    write_history(app, ("waiting_for_confirm", "logged_in", "bot", "logged in as GeekAI"),
+                  ("logged_in", "retrying", "bot", "lost the connection to WeChat"))
+    signal = change_signal(app)
+    before = signal.version
+    assert incidents.evaluate(app) == "opened down"
+    assert signal.version == before + 1
+    assert incidents.evaluate(app) == ""
+    assert signal.version == before + 1  # nothing new, nobody woken

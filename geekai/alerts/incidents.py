@@ -11,6 +11,7 @@ import logging
 from datetime import datetime, timedelta
 
 from ..bot import states
+from ..bot.store import change_signal
 from ..db import db, utcnow
 from ..models import STATE_ROW_ID, WATCHDOG_RESTART, BotEvent, BotState
 from . import channels
@@ -35,10 +36,13 @@ def evaluate(app) -> str:
     with app.app_context():
         since = app.extensions.setdefault(WATCHING_SINCE, utcnow())
         try:
-            return _evaluate(app.config, since)
+            done = _evaluate(app.config, since)
         except Exception:
             db.session.rollback()
             raise
+    if done:
+        change_signal(app).notify()  # the live page's alert card shows incidents
+    return done
 
 
 def open_incident() -> Incident | None:
