@@ -51,3 +51,7 @@ def init_app(app) -> None:
     db.init_app(app)
     with app.app_context():
         db.create_all()
+        # create_all adds missing tables, not the indexes a newer version added to old tables.
+        for table in db.metadata.sorted_tables:
+            for index in table.indexes:
+                index.create(db.engine, checkfirst=True)
