@@ -90,7 +90,7 @@ def retry_delivery(message_id: int):
     if message is None or not message.topic.startswith("alert."):
         return jsonify(error="no such alert delivery"), 404
     if not outbox.retry(message_id):
-        return jsonify(error="already delivered", delivery=_delivery(message)), 409
+        return jsonify(error="already delivered or being sent right now", delivery=_delivery(message)), 409
     return jsonify(_delivery(db.session.get(outbox.OutboxMessage, message_id))), 202
 
 
