@@ -30,7 +30,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for noisy in ("apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     overrides = {"BOT_BACKEND": "demo"} if args.demo else None
     instance = os.path.abspath(args.instance or os.path.join(os.path.dirname(os.path.abspath(__file__)), "instance"))
     try:

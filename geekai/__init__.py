@@ -20,8 +20,8 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     )
     os.makedirs(app.instance_path, mode=0o700, exist_ok=True)
 
-    from . import config, db, instance_secrets, models  # noqa: F401 (models: tables for create_all)
-    from . import alerts, outbox  # noqa: F401 (their tables, for create_all)
+    from . import config, db, instance_secrets, models, schema  # noqa: F401 (models: the tables)
+    from . import alerts, outbox  # noqa: F401 (their tables)
     from .cli import init_app as init_cli
     from .payments import init_app as init_payments
     from .web import init_app as init_web
@@ -29,8 +29,11 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
 
     config.load(app, test_config)
     instance_secrets.ensure(app)
-    init_payments(app)  # before db.init_app: its tables must exist for create_all
+    init_payments(app)
     db.init_app(app)
+    schema.init_app(app)
+    if app.config["DB_AUTO_UPGRADE"]:
+        schema.upgrade(app)
     init_web(app)
     metrics.init_app(app)
     alerts.init_app(app)

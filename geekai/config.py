@@ -51,6 +51,8 @@ DEFAULTS: dict[str, Any] = {
     # Reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (0: none).
     "PROXY_COUNT": 0,
     "SQLALCHEMY_DATABASE_URI": None,  # filled in with instance/geekai.sqlite
+    # Apply missing migrations when the app is built (false: only by `flask db upgrade`).
+    "DB_AUTO_UPGRADE": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
     # CSRF is checked by the API itself, so that bearer-token scripts need none.
@@ -148,6 +150,7 @@ RULES: dict[str, Rule] = {
     "BOT_ENABLED": Rule(_flag, "true or false"),
     "BOT_BACKEND": Rule(_choice("wxpy", "demo"), "'wxpy' or 'demo'"),
     "BOT_REQUIRED": Rule(_flag, "true or false"),
+    "DB_AUTO_UPGRADE": Rule(_flag, "true or false"),
     "WECHAT_BASE_URL": Rule(_http_url, "an http(s) URL such as https://login.weixin.qq.com"),
     "BOT_LOGIN_TIMEOUT": Rule(_seconds(0.1), "a number of seconds >= 0.1 (WeChat long-polls ~25 s: use 60 in production)"),
     "BOT_RETRY_MAX_SECONDS": Rule(_seconds(0.1), "a number of seconds >= 0.1"),

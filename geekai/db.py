@@ -42,16 +42,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def init_app(app) -> None:
-    """Bind the extension and create missing tables; a SQLite file is private (it holds the QR)."""
+    """Bind the extension; a SQLite file is private (it holds the QR). The tables: geekai/schema.py."""
     url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         path = url.database if os.path.isabs(url.database) else os.path.join(app.instance_path, url.database)
         with contextlib.suppress(FileExistsError):
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     db.init_app(app)
-    with app.app_context():
-        db.create_all()
-        # create_all adds missing tables, not the indexes a newer version added to old tables.
-        for table in db.metadata.sorted_tables:
-            for index in table.indexes:
-                index.create(db.engine, checkfirst=True)

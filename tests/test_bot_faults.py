@@ -110,15 +110,3 @@ def test_failed_state_write_is_logged_and_bot_goes_on(make_app, run_bot, auth, c
     assert client.get("/healthz").status_code == 200
     assert client.get("/api/bot", headers=auth).status_code == 200
 
-
-def test_an_index_added_later_reaches_an_existing_database(make_app):
-    import sqlite3
-
-    app = make_app()
-    path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        conn.execute("DROP INDEX ix_bot_event_at")  # as if made by a version without it
-    make_app()
-    with sqlite3.connect(path) as conn:
-        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert "ix_bot_event_at" in names

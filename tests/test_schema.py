@@ -1,0 +1,153 @@
+"""Migrations: a new database, the last release's database upgraded in place, failures, `flask db`."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT_DIR, TEST_SETTINGS, wait_for
+from geekai import create_app, schema
+
+LAST_RELEASE = os.path.join(ROOT_DIR, "tests", "fixtures", "schema", "sqlite-last-release.sql")
+TABLES = ("bot_state", "bot_event", "alert_incident", "payment", "payment_notice", "payment_order", "outbox")
+AUTH = {"Authorization": f"Bearer {TEST_SETTINGS['API_TOKEN']}"}
+
+
+def build(instance, **config):
+    return create_app({**TEST_SETTINGS, **config}, instance_path=str(instance))
+
+
+def last_release_database(instance) -> str:
+    """A database as the last release without migrations left it, rows included."""
+    instance.mkdir(mode=0o700, exist_ok=True)
+    path = str(instance / "geekai.sqlite")
+    with sqlite3.connect(path) as conn:
+        with open(LAST_RELEASE, encoding="utf-8") as script:
+            conn.executescript(script.read())
+    return path
+
+
+def dump(path) -> dict[str, list[tuple]]:
+    with sqlite3.connect(path) as conn:
+        return {table: conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall() for table in TABLES}
+
+
+def indexes(path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                               "AND name NOT LIKE 'sqlite_%'")}
+
+
+def revision(path) -> str:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+
+
+def test_head_is_the_newest_migration():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(Config(os.path.join(schema.MIGRATIONS, "alembic.ini")))
+    assert script.get_heads() == [schema.HEAD]
+
+
+def test_a_new_database_gets_exactly_the_schema_of_the_models(tmp_path):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from geekai.db import db
+
+    app = build(tmp_path / "instance")
+    with app.app_context(), db.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}),
+                                       db.metadata)
+    assert differences == []
+    assert revision(tmp_path / "instance" / "geekai.sqlite") == schema.HEAD
+
+
+def test_the_last_releases_database_is_upgraded_in_place_without_losing_a_row(tmp_path):
+    path = last_release_database(tmp_path / "instance")
+    before, indexes_before = dump(path), indexes(path)
+    app = build(tmp_path / "instance")
+    assert revision(path) == schema.HEAD
+    assert dump(path) == before
+    assert indexes(path) == indexes_before
+    client = app.test_client()
+    payments = client.get("/api/payments", headers=AUTH).get_json()["payments"]
+    assert sorted(p["amount"] for p in payments) == ["12.88", "21474836.47"]
+    events = client.get("/api/bot/events", headers=AUTH).get_json()["events"]
+    assert [e["to"] for e in events] == ["logged_in", "waiting_for_confirm", "waiting_for_scan", "starting"]
+    assert client.get("/api/orders/1", headers=AUTH).get_json()["status"] == "paid"
+
+
+def test_an_older_database_gets_the_indexes_added_since(tmp_path):
+    path = last_release_database(tmp_path / "instance")
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP INDEX ix_bot_event_to_state_id")  # as made by a release before it existed
+        conn.execute("DROP INDEX ix_payment_received_at")
+    build(tmp_path / "instance")
+    assert {"ix_bot_event_to_state_id", "ix_payment_received_at"} <= indexes(path)
+
+
+def test_a_database_already_current_is_left_alone(tmp_path):
+    build(tmp_path / "instance")
+    app = build(tmp_path / "instance")
+    assert schema.upgrade(app) == []
+
+
+def test_a_step_that_fails_is_named_and_the_service_refuses_to_start(tmp_path, service):
+    path = last_release_database(tmp_path / "instance")
+    with sqlite3.connect(path) as conn:  # not geekai's table: the baseline cannot index it
+        conn.executescript("DROP TABLE bot_event; CREATE TABLE bot_event (id INTEGER PRIMARY KEY, at DATETIME);")
+    with pytest.raises(schema.SchemaError, match=r"step 0001 \(Baseline.*no such column: to_state"):
+        build(tmp_path / "instance")
+    svc = service()  # binds first (/healthz answers at once), then builds the app and gives up
+    assert svc.proc.wait(timeout=30) == 1
+    assert wait_for(lambda: "cannot start: database upgrade step 0001 (Baseline" in "".join(svc.log))
+    assert dump_one(path, "payment") == 2  # the rest of the database is untouched
+
+
+def dump_one(path, table) -> int:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def flask_db(instance, *args) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEEKAI_")}
+    env.update(GEEKAI_INSTANCE_PATH=str(instance), GEEKAI_DB_AUTO_UPGRADE="false")
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", *args], cwd=ROOT_DIR,
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_flask_db_upgrade_and_downgrade_by_hand(tmp_path):
+    instance = tmp_path / "instance"
+    path = last_release_database(instance)
+    before = dump(path)
+    current = flask_db(instance, "current")
+    assert current.returncode == 0 and schema.HEAD not in current.stdout
+    upgrade = flask_db(instance, "upgrade")
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert schema.HEAD + " (head)" in flask_db(instance, "current").stdout
+    assert dump(path) == before
+    history = flask_db(instance, "history")
+    assert "0001" in history.stdout and "Baseline" in history.stdout
+
+
+def test_processes_starting_together_upgrade_the_new_database_once(tmp_path):
+    instance = tmp_path / "instance"
+    instance.mkdir(mode=0o700)
+    code = ("import sys; from conftest import TEST_SETTINGS; from geekai import create_app, schema; "
+            "app = create_app({**TEST_SETTINGS, 'DB_AUTO_UPGRADE': False}, instance_path=sys.argv[1]); "
+            "print(','.join(schema.upgrade(app)))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEEKAI_")}
+    env["PYTHONPATH"] = os.pathsep.join([ROOT_DIR, os.path.join(ROOT_DIR, "tests")])
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(instance)], cwd=ROOT_DIR, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [proc.communicate(timeout=60) + (proc.returncode,) for proc in procs]
+    assert [code for _, _, code in results] == [0, 0, 0, 0], results
+    applied = sorted(out.strip() for out, _, _ in results)
+    assert applied == ["", "", "", "0001,0002"]
+    assert revision(instance / "geekai.sqlite") == schema.HEAD
