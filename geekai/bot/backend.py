@@ -15,6 +15,9 @@ class IncomingMessage:
     text: str
     sender: str                    # the sender's UserName (session-scoped id)
     sender_name: str
+    # The contact id the message feed shows and BotSession.send_text accepts: stable across
+    # logins (wxpy's UserName changes at each login; iLink: from_user_id). "" when unknown.
+    contact_id: str = ""
     sender_contact: dict = field(default_factory=dict)   # the contact record WeChat sent
     raw: dict = field(default_factory=dict)              # the message as WeChat sent it
     reply: Callable[[str], None] | None = None
@@ -36,6 +39,8 @@ class BotSession(Protocol):
 
     def last_heartbeat(self) -> float | None: ...
     def problem(self, silence: float) -> str: ...   # "" while alive; why it is dead otherwise
+    def send_text(self, to: str, text: str) -> None: ...
+    # Send a text to the contact `to` (an IncomingMessage.contact_id); raises errors.SendFailed.
     def stop(self) -> None: ...      # go offline, keep the session cache for a hot login
     def logout(self) -> None: ...    # log out at WeChat and forget the cache
 

@@ -48,6 +48,15 @@ class StopRequested(BotFailure):
     kind = STOPPED
 
 
+class SendFailed(Exception):
+    """A message was not sent. The message is the reason a person can act on; `permanent` says
+    whether a retry can never help (unknown contact, text refused) or may (network, offline)."""
+
+    def __init__(self, reason: str, *, permanent: bool):
+        super().__init__(reason)
+        self.permanent = permanent
+
+
 def classify(exc: BaseException) -> tuple[str, str]:
     """(kind, reason) for any exception a login attempt raised, SystemExit included."""
     if isinstance(exc, BotFailure):
