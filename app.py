@@ -30,12 +30,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from geekai.redaction import install_log_filter
+    install_log_filter()  # no credential in a log line (geekai/redaction.py)
     for noisy in ("apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     overrides = {"BOT_BACKEND": "demo"} if args.demo else None
     instance = os.path.abspath(args.instance or os.path.join(os.path.dirname(os.path.abspath(__file__)), "instance"))
     try:
-        check(instance, overrides)
+        config = check(instance, overrides)
     except ConfigError as exc:
         print(f"geekai: {exc}", file=sys.stderr)
         return 2
@@ -46,7 +48,7 @@ def main(argv=None) -> int:
         return create_app(overrides, instance_path=instance)
 
     try:
-        return serve(build, args.host, args.port)
+        return serve(build, args.host, args.port, config=config)
     except OSError as exc:
         print(f"geekai: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 """Configuration: defaults, loading order and validation of every key."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from dataclasses import dataclass
@@ -48,8 +49,14 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX_MAX_ATTEMPTS": 20,
     # Live status pages (server-sent event streams) open at once; each holds a server thread.
     "STREAM_MAX_CLIENTS": 8,
-    # Reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (0: none).
+    # Reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (0: none), and the
+    # address the nearest one connects from (waitress trusts the headers only from there; *: any).
     "PROXY_COUNT": 0,
+    "PROXY_ADDRESS": "127.0.0.1",
+    # Largest request body accepted (bytes); a larger one is answered 413 before it is read.
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
+    # How long an admin sign-in lasts (from the login, not from the last request).
+    "SESSION_LIFETIME_SECONDS": 7 * 86400,
     "SQLALCHEMY_DATABASE_URI": None,  # filled in with instance/geekai.sqlite
     # Apply missing migrations when the app is built (false: only by `flask db upgrade`).
     "DB_AUTO_UPGRADE": True,
@@ -134,6 +141,22 @@ def _secret(value: Any) -> str | None:
     return value
 
 
+def _proxy_address(value: Any) -> str:
+    """An IP address, in the form waitress compares with the peer's address, or "*"."""
+    if value == "*":
+        return value
+    return ipaddress.ip_address(str(value).strip()).compressed
+
+
+def _bytes(minimum: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        size = _count(value)
+        if size < minimum:
+            raise ValueError(value)
+        return size
+    return parse
+
+
 def _nonempty_text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(value)
@@ -167,6 +190,9 @@ RULES: dict[str, Rule] = {
     "METRICS": Rule(_choice("open", "token", "off"), "'open', 'token' or 'off'"),
     "STREAM_MAX_CLIENTS": Rule(_count, "a whole number >= 0 (below the server's 16 threads)"),
     "PROXY_COUNT": Rule(_count, "a whole number >= 0"),
+    "PROXY_ADDRESS": Rule(_proxy_address, "the IP address the reverse proxy connects from (such as 127.0.0.1), or *"),
+    "MAX_CONTENT_LENGTH": Rule(_bytes(1024), "a number of bytes >= 1024 (default 1048576, 1 MiB)"),
+    "SESSION_LIFETIME_SECONDS": Rule(_seconds(60), "a number of seconds >= 60 (default 604800, 7 days)"),
     "ADMIN_PASSWORD": Rule(_secret, "a string of at least 8 characters"),
     "API_TOKEN": Rule(_secret, "a string of at least 8 characters"),
     "SECRET_KEY": Rule(_secret, "a string of at least 8 characters"),
@@ -198,10 +224,25 @@ def load(app, test_config: dict | None = None) -> None:
     if test_config:
         app.config.from_mapping(test_config)
     validate(app.config)
+    refuse_in_demo(app.config)
+    app.config["PERMANENT_SESSION_LIFETIME"] = app.config["SESSION_LIFETIME_SECONDS"]
     _warn_short_login_timeout(app.config)
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         path = os.path.join(app.instance_path, "geekai.sqlite")
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + path
+
+
+# Settings that would let the emulator's made-up payments reach the outside world.
+_REAL_ONLY = {"PAYMENT_CALLBACK_URL": "unset in demo mode: the emulator's receipts are not real payments"}
+
+
+def refuse_in_demo(config) -> None:
+    """Demo mode books receipts that anyone with the demo page can make up: they must stay local."""
+    if config["BOT_BACKEND"] != "demo":
+        return
+    for key, expected in _REAL_ONLY.items():
+        if config.get(key):
+            raise ConfigError(key, expected, config[key])
 
 
 # The real web WeChat holds each login poll about 25 s before answering.
@@ -240,11 +281,14 @@ def _load_instance_file(app) -> None:
         raise ConfigError(path, "loadable", f"{type(exc).__name__}: {exc}") from None
 
 
-def check(instance_path: str, test_config: dict | None = None) -> None:
-    """Validate the configuration as create_app would, without building the app (raises ConfigError)."""
+def check(instance_path: str, test_config: dict | None = None):
+    """Validate the configuration as create_app would, without building the app (raises
+    ConfigError); the validated config, for what the server needs before the app exists."""
     from flask import Flask
 
-    load(Flask("geekai", instance_path=instance_path, instance_relative_config=True), test_config)
+    app = Flask("geekai", instance_path=instance_path, instance_relative_config=True)
+    load(app, test_config)
+    return app.config
 
 
 def validate(config) -> None:

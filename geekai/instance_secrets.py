@@ -9,6 +9,8 @@ import sys
 
 from werkzeug.security import generate_password_hash
 
+from .file_modes import tighten
+
 logger = logging.getLogger(__name__)
 
 FILE_NAME = "secrets.json"
@@ -39,6 +41,7 @@ def read_stored(instance_path: str) -> dict:
 
 def ensure(app) -> None:
     """Fill SECRET_KEY, API_TOKEN and the admin password from config or instance/, generating what is missing."""
+    tighten(secrets_path(app.instance_path))
     stored = read_stored(app.instance_path)
     changed = False
     for key in ("SECRET_KEY", "API_TOKEN"):

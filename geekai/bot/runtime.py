@@ -8,6 +8,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .. import jobs
+from ..file_modes import tighten_session_caches
 from . import states
 from .store import StateStore
 from .supervisor import BotSupervisor
@@ -73,9 +74,11 @@ def make_backend(app):
         app.extensions["geekai.emulator"] = emulator
         base_url = emulator.base_url
     cache = config["BOT_SESSION_CACHE"]
+    cache_path = cache if os.path.isabs(cache) else os.path.join(app.instance_path, cache)
+    tighten_session_caches(cache_path)
     return WxpyBackend(
         base_url=base_url,
-        cache_path=cache if os.path.isabs(cache) else os.path.join(app.instance_path, cache),
+        cache_path=cache_path,
         login_timeout=config["BOT_LOGIN_TIMEOUT"],
         qr_max_refresh=config["BOT_QR_MAX_REFRESH"],
     )

@@ -7,6 +7,7 @@ import threading
 
 from ..db import db, utcnow
 from ..models import STATE_ROW_ID, BotEvent, BotState
+from ..redaction import redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class StateStore:
         values = {name: None for name in _PER_STATE_FIELDS}
         values["detail"] = ""
         values.update(fields)
+        # Reasons and tracebacks quote WeChat's URLs, whose skey/sid/pass_ticket are the session.
+        reason, values["detail"] = redact_text(reason), redact_text(values.get("detail") or "")
         if new != "logged_in" and "account" not in fields:
             values["account"] = None
         return self._write(new, now, reason, values, BotEvent(

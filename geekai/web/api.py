@@ -7,6 +7,7 @@ from ..bot import runtime as bot_runtime
 from ..db import db
 from ..models import STATE_ROW_ID, BotEvent, BotState
 from .auth import actor, admin_required
+from .params import int_arg, limit_arg
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -42,13 +43,8 @@ def event_page(limit: int, before: int | None = None) -> tuple[list[dict], str |
 @admin_required
 def bot_events():
     """Transition history, newest first; `before` (an event id) pages back."""
-    try:
-        limit = min(MAX_PAGE, max(1, int(request.args.get("limit", 50))))
-        before = request.args.get("before", type=int)
-        if "before" in request.args and before is None:
-            raise ValueError
-    except ValueError:
-        return jsonify(error="limit and before must be whole numbers"), 400
+    limit = limit_arg(50, MAX_PAGE)
+    before = int_arg("before")
     events, following = event_page(limit, before)
     return jsonify(events=events, next=following)
 

@@ -11,6 +11,7 @@ import threading
 from flask import Blueprint, abort, current_app, jsonify, request
 
 from .auth import admin_required
+from .params import BadParameter, text_field
 
 bp = Blueprint("demo", __name__, url_prefix="/api/demo")
 
@@ -73,9 +74,12 @@ def phone_action(action: str):
     """Do what a person does on the phone; ok=false when the phone had nothing to act on."""
     emulator = emulator_or_404()
     if action == "send_text":
-        text = (request.form.get("text") or (request.get_json(silent=True) or {}).get("text") or "").strip()
-        if not text or len(text) > MAX_TEXT:
-            return jsonify(error=f"text must be 1 to {MAX_TEXT} characters"), 400
+        body = request.form or request.get_json(silent=True) or {}
+        if not isinstance(body, dict):  # MultiDict is a dict too
+            raise BadParameter("text", f"sent as a form field or in a JSON object such as {{\"text\": \"hi\"}}")
+        text = text_field(body, "text", MAX_TEXT).strip()
+        if not text:
+            raise BadParameter("text", f"1 to {MAX_TEXT} characters")
         ok = emulator.state == "logged_in"
         if ok:
             phone_chat().add(emulator.send_text(text)["MsgId"], text)

@@ -18,6 +18,7 @@ from ..models import BotEvent
 from ..alerts.views import summary as alerts_summary
 from .api import current_state
 from .auth import admin_required
+from .params import last_event_id
 from .stats import bot_stats
 
 bp = Blueprint("stream", __name__, url_prefix="/api/bot")
@@ -92,12 +93,6 @@ def _once(func):
             done.set()
             func()
     return run
-
-
-def last_event_id() -> int | None:
-    """The id the browser last saw, from its reconnect header (or ?last_id= for tests)."""
-    value = request.headers.get("Last-Event-ID") or request.args.get("last_id") or ""
-    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def messages(app, last_id: int | None, gone):

@@ -1,0 +1,28 @@
+"""Admin session version (a logout or a new password ends every admin cookie issued before).
+
+Revision ID: 0005
+Revises: 0002
+Create Date: 2026-12-09
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0005"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table(
+        "admin_session",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("credential", sa.String(length=64), nullable=False),
+        sa.Column("changed_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+
+
+def downgrade():
+    op.drop_table("admin_session")
