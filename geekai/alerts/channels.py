@@ -99,18 +99,39 @@ def build_notice(kind: str, reason: str, config) -> list[Outgoing]:
     return _messages(NOTICE_TITLES[kind], lines, webhook, "warning", config)
 
 
+# Robots render markdown (WeCom) or markup (Feishu's <at>, links in every chat client): values
+# from outside (a contact's nickname, WeChat's and receivers' error texts) go into their messages
+# with these characters swapped for full-width look-alikes, which read the same and render as
+# nothing. Backslash escapes would not do: not every robot honours them.
+_INERT = str.maketrans({"\\": "＼", "*": "＊", "_": "＿", "`": "｀", "[": "［", "]": "］", "(": "（",
+                        ")": "）", "<": "＜", ">": "＞", "#": "＃", "~": "～", "|": "｜", "!": "！",
+                        "&": "＆", "\n": " ", "\r": " "})
+
+
+def inert(value: str) -> str:
+    """`value` unable to render as markup in a robot's message: no link, mention, emphasis, or
+    bare URL (its "://" becomes "：//")."""
+    return str(value).translate(_INERT).replace("://", "：//")
+
+
+def _robot_lines(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The lines with every value but our own status page link made inert."""
+    return [(label, value if label == "status page" else inert(value)) for label, value in lines]
+
+
 def _messages(heading: str, lines: list[tuple[str, str]], webhook: dict, color: str, config) -> list[Outgoing]:
     plain = text(heading, lines)
+    robot = text(heading, _robot_lines(lines))
     messages = []
     for channel in configured(config):
         if channel == "webhook":
             payload = webhook | {"status_page": status_page(config), "title": heading, "text": plain}
         elif channel == "wecom":
-            payload = {"msgtype": "markdown", "markdown": {"content": _wecom_markdown(heading, lines, color)}}
+            payload = {"msgtype": "markdown", "markdown": {"content": _wecom_markdown(heading, _robot_lines(lines), color)}}
         elif channel == "dingtalk":
-            payload = {"msgtype": "text", "text": {"content": plain}}
+            payload = {"msgtype": "text", "text": {"content": robot}}
         elif channel == "feishu":
-            payload = {"msg_type": "text", "content": {"text": plain}}
+            payload = {"msg_type": "text", "content": {"text": robot}}
         else:
             messages.append(Outgoing("email", "smtp", "mailto:" + config["ALERT_EMAIL_TO"], plain,
                                      {"Subject": heading}))

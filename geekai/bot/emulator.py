@@ -2,14 +2,18 @@
 
 # It serves on 127.0.0.1 in a daemon thread and plays both WeChat's servers and the phone:
 # tests (or the demo page) call scan(), confirm(), send_text(), logout() and set_fault() while
-# the real wxpy/itchat code logs in, receives and replies against it.
+# the real wxpy/itchat code logs in, receives and replies against it. The same controls over
+# HTTP (/_emulator/...) need the emulator's random control_token in an X-Emulator-Token header:
+# anyone else on the host could otherwise log the bot in or inject "official" receipts.
 # Protocol reference: /work/shared/WXPY_NOTES.md ("The protocol, as itchat speaks it").
 
 import collections
 import copy
+import hmac
 import html
 import json
 import random
+import secrets
 import socket
 import string
 import threading
@@ -21,6 +25,7 @@ __all__ = ["WeChatEmulator", "FAULT_MODES", "STATES"]
 
 CGI = "/cgi-bin/mmwebwx-bin"
 CONTROL = "/_emulator/"
+CONTROL_TOKEN_HEADER = "X-Emulator-Token"
 FAULT_MODES = (None, "hang", "garbage", "5xx", "drop")
 STATES = ("idle", "waiting_for_scan", "scanned", "pushed", "logged_in", "logged_out")
 # Matches none of itchat's regexes and is neither valid JSON nor well-formed XML.
@@ -196,6 +201,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, OSError):
             self.close_connection = True
             return
+        if path.startswith(CONTROL) and not emu.control_allowed(self.headers.get(CONTROL_TOKEN_HEADER)):
+            self._reply(emu._json_reply({"ok": False, "error": f"send the control token in {CONTROL_TOKEN_HEADER}"},
+                                        status=403))
+            return
         emu._count(path)
         fault = emu._await_fault(path)
         if fault == "stopped" or fault == "drop":
@@ -235,13 +244,15 @@ class WeChatEmulator:
     """Fake web-WeChat: login QR, session, contacts, messages in and out, logout and faults."""
 
     def __init__(self, login_poll_hold=25.0, synccheck_hold=25.0, qr_lifetime=None,
-                 push_login=False, nickname="GeekAI测试号"):
+                 push_login=False, nickname="GeekAI测试号", control_token=None):
         # The real server holds both long-polls about 25 s; tests pass small holds.
         self.login_poll_hold = float(login_poll_hold)
         self.synccheck_hold = float(synccheck_hold)
         self.qr_lifetime = qr_lifetime
         self.push_login = bool(push_login)
         self.nickname = nickname
+        # Required by the HTTP control endpoints; the methods themselves are for this process.
+        self.control_token = control_token or secrets.token_urlsafe(24)
         # One condition guards all state; every change notifies, so long-polls wake at once.
         self._cond = threading.Condition(threading.RLock())
         self._stopping = False
@@ -567,6 +578,10 @@ class WeChatEmulator:
                 if mode != "hang":
                     return mode
                 self._cond.wait()
+
+    def control_allowed(self, token):
+        """Whether an HTTP control request carries this emulator's control token."""
+        return bool(token) and hmac.compare_digest(token.encode(), self.control_token.encode())
 
     # ----- internals: routing ------------------------------------------------------------
 

@@ -73,6 +73,8 @@ def make_backend(app):
         emulator.start()
         app.extensions["geekai.emulator"] = emulator
         base_url = emulator.base_url
+        logger.info("demo mode: the WeChat emulator serves on %s; its control endpoints need the random "
+                    "token this process holds (the page's simulated phone acts in-process)", base_url)
     cache = config["BOT_SESSION_CACHE"]
     cache_path = cache if os.path.isabs(cache) else os.path.join(app.instance_path, cache)
     tighten_session_caches(cache_path)

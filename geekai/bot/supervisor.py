@@ -167,10 +167,12 @@ class BotSupervisor:
             self._schedule(delay)
 
     # -- reports from the backend (attempt and receiving threads) -------------------------
-    def _qr_ready(self, generation: int, png: bytes, refresh: int) -> None:
+    def _qr_ready(self, generation: int, png: bytes, refresh: int, note: str = "") -> None:
         with self._lock:
             if generation == self.generation:
                 reason = "scan the QR with WeChat" if refresh == 0 else f"QR expired; new QR (refresh {refresh})"
+                if note:
+                    reason += f" ({note})"
                 self._go(states.WAITING_FOR_SCAN, reason, qr_png=png,
                          qr_expires_at=utcnow() + timedelta(seconds=self.qr_lifetime))
 
@@ -245,8 +247,8 @@ class _Listener:
         self.supervisor = supervisor
         self.generation = generation
 
-    def qr_ready(self, png: bytes, refresh: int) -> None:
-        self.supervisor._qr_ready(self.generation, png, refresh)
+    def qr_ready(self, png: bytes, refresh: int, note: str = "") -> None:
+        self.supervisor._qr_ready(self.generation, png, refresh, note)
 
     def qr_scanned(self, push: bool = False) -> None:
         self.supervisor._qr_scanned(self.generation, push)

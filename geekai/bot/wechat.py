@@ -39,10 +39,10 @@ class WxpyBackend:
         itchat.config.BASE_URL = self.base_url
         ctx = bounded_http.AttemptContext(self.login_timeout, cancel)
         bounded_http.probe(self.base_url, ctx)
-        prepare_cache(self.cache_path)
+        cache_problem = prepare_cache(self.cache_path)
         had_cache = os.path.getsize(self.cache_path) > 0
         session = WxpySession(listener, ctx, self.cache_path)
-        qr = QrWatcher(listener, ctx, self.qr_max_refresh)
+        qr = QrWatcher(listener, ctx, self.qr_max_refresh, note=cache_problem)
         bot_class = wxpy_patches.bot_class(wxpy)
         wxpy_patches.local.ctx = ctx
         try:
@@ -87,8 +87,10 @@ class WxpyBackend:
 class QrWatcher:
     """itchat's qr_callback: reports QRs and scans, counts expiries, and cancels the login."""
 
-    def __init__(self, listener: LoginListener, ctx: bounded_http.AttemptContext, max_refresh: int):
+    def __init__(self, listener: LoginListener, ctx: bounded_http.AttemptContext, max_refresh: int,
+                 note: str = ""):
         self.listener = listener
+        self.note = note        # why this login needs a QR, shown with the first one
         self.ctx = ctx
         self.max_refresh = max_refresh
         self.qr_count = 0
@@ -125,7 +127,10 @@ class QrWatcher:
         refresh = self.qr_count
         self.qr_count += 1
         self.scanned = self.attended = False
-        self.listener.qr_ready(png, refresh)
+        if self.note and refresh == 0:
+            self.listener.qr_ready(png, refresh, note=self.note)
+        else:
+            self.listener.qr_ready(png, refresh)
 
     def _dead(self, qrcode: bytes) -> None:
         """The QR or push request died; a new one follows."""
