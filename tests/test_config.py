@@ -38,6 +38,10 @@ def test_environment_overrides_instance_config(tmp_path, monkeypatch):
     ("BOT_QR_MAX_REFRESH", 2.5, "a whole number"),
     ("METRICS", "public", "'open', 'token' or 'off'"),
     ("API_TOKEN", "short", "at least 8 characters"),
+    ("PROXY_ADDRESS", "nginx", "the IP address the reverse proxy connects from"),
+    ("MAX_CONTENT_LENGTH", 100, "a number of bytes >= 1024"),
+    ("MAX_CONTENT_LENGTH", "1M", "a number of bytes >= 1024"),
+    ("SESSION_LIFETIME_SECONDS", 5, "a number of seconds >= 60"),
 ])
 def test_bad_value_names_the_key(make_app, key, value, expected):
     with pytest.raises(ConfigError) as info:

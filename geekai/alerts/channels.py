@@ -13,6 +13,10 @@ NOTICE_TITLES = {
     TEST: "geekai: test alert (the bot is fine; this checks the channel)",
     FORGED_PAYMENT: "geekai: rejected a forged WeChat Pay notice",
 }
+# A line some notices add: forged notices are alerted once per sender and hour (payments/recorder.py).
+NOTICE_NOTES = {
+    FORGED_PAYMENT: "further forged notices from this sender within the hour are only listed on the payments page",
+}
 
 # channel name -> config key holding its webhook URL
 WEBHOOKS = {
@@ -94,8 +98,9 @@ def build(incident: Incident, notice: str, config) -> list[Outgoing]:
 
 def build_notice(kind: str, reason: str, config) -> list[Outgoing]:
     """One message per configured channel for a one-off notice (NOTICE_TITLES): no incident."""
-    lines = [("reason", reason), ("at", isoformat(utcnow())), ("status page", status_page(config))]
-    webhook = {"event": f"notice.{kind}", "reason": reason}
+    note = [("note", NOTICE_NOTES[kind])] if kind in NOTICE_NOTES else []
+    lines = [("reason", reason), *note, ("at", isoformat(utcnow())), ("status page", status_page(config))]
+    webhook = {"event": f"notice.{kind}", "reason": reason} | ({"note": NOTICE_NOTES[kind]} if note else {})
     return _messages(NOTICE_TITLES[kind], lines, webhook, "warning", config)
 
 
@@ -114,9 +119,13 @@ def inert(value: str) -> str:
     return str(value).translate(_INERT).replace("://", "：//")
 
 
+# Lines whose values geekai makes itself (a state name, a time, the configured status page URL).
+_OWN_VALUES = frozenset({"state", "since", "down for", "at", "note", "status page"})
+
+
 def _robot_lines(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The lines with every value but our own status page link made inert."""
-    return [(label, value if label == "status page" else inert(value)) for label, value in lines]
+    """The lines with every value from outside (a reason) made inert."""
+    return [(label, value if label in _OWN_VALUES else inert(value)) for label, value in lines]
 
 
 def _messages(heading: str, lines: list[tuple[str, str]], webhook: dict, color: str, config) -> list[Outgoing]:

@@ -59,7 +59,8 @@ class _SessionUnpickler(pickle.Unpickler):
 # Protocols 0-2 name builtins "__builtin__" (Python 2's module); those are mapped on lookup.
 SAFE_GLOBALS = frozenset((module, name) for module in ("builtins", "__builtin__")
                          for name in ("dict", "list", "set", "frozenset", "object")) | {
-    ("collections", "OrderedDict"), ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor")}
+    ("collections", "OrderedDict"), ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"),
+    ("wxpy.utils.puid_map", "TwoWayDict")}  # wxpy's puid map (Bot.enable_puid) pickles these
 
 
 def safe_load(handle):

@@ -216,8 +216,7 @@ def _alert_forgery(notice: StoredNotice, reason: str) -> None:
     from ..alerts.notices import send_one_off
 
     try:
-        send_one_off(FORGED_PAYMENT, f"notice {notice.id}: {reason}; further forged notices from this sender "
-                     "within the hour are only listed on the payments page", forgery_alert_key(notice),
+        send_one_off(FORGED_PAYMENT, f"notice {notice.id}: {reason}", forgery_alert_key(notice),
                      current_app.config)
         db.session.commit()
     except Exception:
