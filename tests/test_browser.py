@@ -96,6 +96,7 @@ def chrome():
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS + (f"--user-data-dir={profile}",):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP refusals are console errors
     driver = webdriver.Chrome(service=DriverService(CHROMEDRIVER), options=options)
     yield driver
     driver.quit()
@@ -299,3 +300,49 @@ def test_page_reconnects_after_the_server_restarts(server, browser, emulator):
         assert same_page(browser)
     finally:
         again.stop()
+
+
+def test_the_csp_blocks_nothing_the_pages_use_and_no_other_site_can_frame_them(server, browser):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    svc = server("--demo")
+    browser.get_log("browser")  # drop what earlier tests left
+    sign_in(browser, svc.url)
+    wait_for_page_state(browser, "waiting_for_scan", timeout=15)
+    # status.js ran (the live stream is up) and style.css applied (the phone panel is laid out).
+    wait_until(browser, lambda d: d.find_element(By.ID, "live-mode").get_attribute("data-mode") == "live")
+    browser.find_element(By.ID, "phone-scan").click()  # the simulated phone scans
+    wait_for_page_state(browser, "waiting_for_confirm")
+    for path in ("/payments", "/orders", "/deliveries", "/payments?since=2024-01-01"):
+        browser.get(svc.url + path)
+        assert browser.find_elements(By.TAG_NAME, "table") or browser.find_elements(By.TAG_NAME, "form")
+    refused = [entry["message"] for entry in browser.get_log("browser")
+               if "Content Security Policy" in entry["message"] or "Refused to" in entry["message"]]
+    assert refused == []
+
+    class Framer(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f'<html><body><iframe id="f" src="{svc.url}/"></iframe></body></html>'.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    other_site = ThreadingHTTPServer(("localhost", 0), Framer)  # another origin than 127.0.0.1
+    threading.Thread(target=other_site.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://localhost:{other_site.server_address[1]}/")
+
+        def refusal(driver):
+            return [e["message"] for e in driver.get_log("browser") if "frame-ancestors" in e["message"]]
+        assert wait_until(browser, refusal, message="the status page was framed by another site")
+        browser.switch_to.frame(browser.find_element(By.ID, "f"))
+        assert not browser.find_elements(By.ID, "bot")  # nothing of the status page inside
+        browser.switch_to.default_content()
+    finally:
+        other_site.shutdown()
+        other_site.server_close()
