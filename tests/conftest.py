@@ -118,6 +118,15 @@ def wait_for_state(client, auth, *states, timeout=10.0):
     return seen
 
 
+def record(app, old, new, reason="", **fields):
+    """Write one transition as the bot's store does, and wait until it is in the database."""
+    from geekai.bot.store import StateStore
+
+    store = StateStore(app)
+    store.transition(old, new, reason, **fields)
+    assert store.close(10), "the state was not written"
+
+
 def csrf_token(client, path="/login") -> str:
     """The CSRF token a browser would find in the page's form."""
     html = client.get(path).get_data(as_text=True)
