@@ -12,6 +12,7 @@ from .params import int_arg, limit_arg
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 MAX_PAGE = 200
+CONTROL_WRITE_WAIT = 5.0
 
 
 def current_state() -> dict:
@@ -73,6 +74,8 @@ def _control(command: str):
         supervisor.stop(actor=who, reason=f"stopped by {who}")
     elif command == "logout":
         supervisor.logout(actor=who)
+    # The answer shows the new state once it is written; a locked database only delays it.
+    runtime.store.flush(CONTROL_WRITE_WAIT)
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
         return redirect(url_for("pages.index"))  # a plain form post from the page, without JS
     return jsonify(current_state()), 202
