@@ -369,7 +369,7 @@ def test_demo_mode_refuses_a_payment_callback_url(tmp_path):
 
 # ----- 10. loose file modes ------------------------------------------------------------------
 
-def test_loose_credential_files_are_tightened_at_start_with_a_warning(service, tmp_path, migrated_database):
+def test_loose_credential_files_are_tightened_at_start_with_a_warning(service, tmp_path, migrated_sqlite):
     import shutil
 
     from werkzeug.security import generate_password_hash
@@ -378,7 +378,7 @@ def test_loose_credential_files_are_tightened_at_start_with_a_warning(service, t
     instance.mkdir(mode=0o700)
     (instance / "secrets.json").write_text(json.dumps({
         "SECRET_KEY": "k" * 32, "API_TOKEN": API_TOKEN, "ADMIN_PASSWORD_HASH": generate_password_hash(PASSWORD)}))
-    shutil.copyfile(migrated_database, instance / "geekai.sqlite")
+    shutil.copyfile(migrated_sqlite, instance / "geekai.sqlite")
     for name in ("geekai.sqlite-wal", "geekai.sqlite-shm", "wxpy-session.pkl", "wxpy-session.pkl.stale-1700000000"):
         (instance / name).write_bytes(b"")
     loose = ["secrets.json", "geekai.sqlite", "geekai.sqlite-wal", "geekai.sqlite-shm", "wxpy-session.pkl",

@@ -14,6 +14,9 @@ depends_on = None
 
 
 def upgrade():
+    # A database that db.create_all() made from the current models already has it.
+    if "admin_session" in sa.inspect(op.get_bind()).get_table_names():
+        return
     op.create_table(
         "admin_session",
         sa.Column("id", sa.Integer(), nullable=False),
