@@ -43,8 +43,9 @@ def credential_digest(config) -> str:
 
 
 def current_version(config) -> int:
-    """The version a valid admin cookie carries now; the first call of a process that meets a
-    changed password (or no row yet) bumps it."""
+    """The version a valid admin cookie carries now. Meeting another password than the row's
+    (it was changed since) bumps it first; so do processes sharing a database with different
+    passwords, each time: give them the same one."""
     row = db.session.get(AdminSession, ROW_ID)
     digest = credential_digest(config)
     if row is not None and row.credential == digest:

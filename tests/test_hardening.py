@@ -169,6 +169,24 @@ def test_a_saved_cookie_stops_working_after_logout(service):
     assert "admin-only" not in thief.get("/").text and thief.get("/payments").status == 302
 
 
+def test_an_open_live_page_ends_with_the_logout(service):
+    import http.client
+
+    svc = service(**ADMIN)
+    browser = Browser(svc.url)
+    assert browser.sign_in(PASSWORD).status == 302
+    conn = http.client.HTTPConnection(browser.host, browser.port, timeout=10)
+    cookies = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    conn.request("GET", "/api/bot/stream", headers={"Cookie": cookies})
+    stream = conn.getresponse()
+    assert stream.status == 200
+    assert stream.fp.readline().startswith(b"retry:")
+    assert browser.sign_out().status == 302
+    rest = stream.read()  # returns once the server ends the stream (a timeout would raise)
+    assert b"event: state" in rest or rest == b""
+    conn.close()
+
+
 def test_every_session_ends_when_the_password_changes(service):
     svc = service(**ADMIN)
     browser = Browser(svc.url)

@@ -23,6 +23,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from werkzeug.security import check_password_hash
 
 from .. import admin_session
+from ..bot.store import change_signal
 from . import csrf
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,10 @@ bp = Blueprint("auth", __name__)
 # Failed logins allowed per client in FAILURE_WINDOW seconds.
 MAX_FAILURES = 5
 FAILURE_WINDOW = 300.0
+# Clients remembered at once before the quiet ones are forgotten (addresses are cheap to rotate).
+MAX_CLIENTS = 10000
+# Endpoints that must answer without the database (liveness) or need no session (files).
+_NO_SESSION_CHECK = ("health.healthz", "static")
 # The browser's device cookie: set at a successful sign-in, it names that browser's own throttle.
 DEVICE_COOKIE = "geekai_device"
 DEVICE_COOKIE_SECONDS = 365 * 86400
@@ -54,6 +59,10 @@ class FailedLogins:
 
     def add(self, client: str) -> None:
         with self._lock:
+            if len(self._times) >= MAX_CLIENTS:
+                cutoff = time.monotonic() - FAILURE_WINDOW
+                for quiet in [key for key, times in self._times.items() if not times or times[-1] < cutoff]:
+                    del self._times[quiet]
             self._times[client].append(time.monotonic())
 
     def clear(self, client: str) -> None:
@@ -99,7 +108,7 @@ def password_ok(given: str) -> bool:
 
 def check_session() -> None:
     """Before every request: an admin cookie of an older version, or past its lifetime, ends."""
-    if not session.get("admin"):
+    if request.endpoint in _NO_SESSION_CHECK or not session.get("admin"):
         return
     signed_in = session.get("at")
     too_old = not isinstance(signed_in, (int, float)) or \
@@ -173,6 +182,7 @@ def logout():
     csrf.protect()
     if session.get("admin"):
         admin_session.bump(current_app.config)
+        change_signal(current_app).notify()  # this process's open live pages end at once
         logger.info("admin logged out: every admin session ends")
     session.clear()
     return redirect(url_for("pages.index"))

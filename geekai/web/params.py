@@ -181,6 +181,9 @@ def _api_error(error: HTTPException):
         return error
     response = jsonify(error=error.description)
     response.status_code = error.code
+    for name, value in error.get_headers():  # Allow for a 405, Retry-After, ...
+        if name.lower() != "content-type":
+            response.headers[name] = value
     return response
 
 
