@@ -13,9 +13,10 @@ import atexit
 import os
 import sys
 
-from . import create_app
+from . import create_app, logs
 from .bot import runtime as bot_runtime
 
+logs.configure()
 app = create_app()
 
 
