@@ -5,11 +5,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 from geekai import create_app  # light: heavy imports happen inside it; `flask --app app` finds it
+from geekai import logs
 from geekai.config import ConfigError, check
 
 
@@ -29,11 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from geekai.redaction import install_log_filter
-    install_log_filter()  # no credential in a log line (geekai/redaction.py)
-    for noisy in ("apscheduler", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.configure()
     overrides = {"BOT_BACKEND": "demo"} if args.demo else None
     instance = os.path.abspath(args.instance or os.path.join(os.path.dirname(os.path.abspath(__file__)), "instance"))
     try:

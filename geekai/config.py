@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "BOT_SESSION_CACHE": "wxpy-session.pkl",
     "BOT_STOP_GRACE_SECONDS": 3,
     "WATCHDOG_SECONDS": 45,
+    # The bot's lease (one bot per deployment): renewed every third of this; another process
+    # takes over a crashed holder's bot after it (a clean stop hands it over at once).
+    "BOT_LEASE_SECONDS": 30,
     "ALERT_GRACE_SECONDS": 120,
     "ALERT_REMIND_SECONDS": 3600,
     "ALERT_CHECK_SECONDS": 2,
@@ -58,6 +61,8 @@ DEFAULTS: dict[str, Any] = {
     # How long an admin sign-in lasts (from the login, not from the last request).
     "SESSION_LIFETIME_SECONDS": 7 * 86400,
     "SQLALCHEMY_DATABASE_URI": None,  # filled in with instance/geekai.sqlite
+    # Database connections kept open per process: waitress's 16 threads, the bot and its jobs.
+    "DB_POOL_SIZE": 24,
     # Apply missing migrations when the app is built (false: only by `flask db upgrade`).
     "DB_AUTO_UPGRADE": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
@@ -174,6 +179,7 @@ RULES: dict[str, Rule] = {
     "BOT_BACKEND": Rule(_choice("wxpy", "demo"), "'wxpy' or 'demo'"),
     "BOT_REQUIRED": Rule(_flag, "true or false"),
     "DB_AUTO_UPGRADE": Rule(_flag, "true or false"),
+    "DB_POOL_SIZE": Rule(_count, "a whole number >= 0 (connections kept per process; above the server's threads)"),
     "WECHAT_BASE_URL": Rule(_http_url, "an http(s) URL such as https://login.weixin.qq.com"),
     "BOT_LOGIN_TIMEOUT": Rule(_seconds(0.1), "a number of seconds >= 0.1 (WeChat long-polls ~25 s: use 60 in production)"),
     "BOT_RETRY_MAX_SECONDS": Rule(_seconds(0.1), "a number of seconds >= 0.1"),
@@ -183,6 +189,7 @@ RULES: dict[str, Rule] = {
     "BOT_SESSION_CACHE": Rule(_nonempty_text, "a file name (relative to the instance folder) or an absolute path"),
     "BOT_STOP_GRACE_SECONDS": Rule(_seconds(0), "a number of seconds >= 0"),
     "WATCHDOG_SECONDS": Rule(_seconds(1), "a number of seconds >= 1"),
+    "BOT_LEASE_SECONDS": Rule(_seconds(1), "a number of seconds >= 1"),
     "ALERT_GRACE_SECONDS": Rule(_seconds(0), "a number of seconds >= 0"),
     "ALERT_REMIND_SECONDS": Rule(_seconds(0), "a number of seconds >= 0 (0: no reminders)"),
     "ALERT_CHECK_SECONDS": Rule(_seconds(0.05), "a number of seconds >= 0.05"),

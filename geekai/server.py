@@ -53,7 +53,7 @@ class WarmingApp:
             app = create()
             fit_streams(app, self.threads)
             runtime = bot_runtime.install(app)
-            runtime.replace_previous_state()
+            runtime.take_part()
         except BaseException as exc:  # a broken database or instance folder ends the service
             self.failed = exc
             self.ready.set()
@@ -105,6 +105,20 @@ def waitress_options(config) -> dict:
         options.update(trusted_proxy=config["PROXY_ADDRESS"], trusted_proxy_count=config["PROXY_COUNT"],
                        trusted_proxy_headers=set(PROXY_HEADERS))
     return options
+
+
+def trust_proxy(app) -> None:
+    """Under another server (gunicorn, through geekai.wsgi): the same translation of a trusted
+    proxy's X-Forwarded-* headers, waitress's own code as WSGI middleware around the app."""
+    options = waitress_options(app.config)
+    if "trusted_proxy" not in options:
+        return
+    from waitress.proxy_headers import proxy_headers_middleware
+
+    app.wsgi_app = proxy_headers_middleware(app.wsgi_app, trusted_proxy=options["trusted_proxy"],
+                                            trusted_proxy_count=options["trusted_proxy_count"],
+                                            trusted_proxy_headers=options["trusted_proxy_headers"],
+                                            clear_untrusted=True)
 
 
 def serve(create, host: str, port: int, threads: int = 16, config=None) -> int:

@@ -411,3 +411,43 @@ def test_loose_credential_files_are_tightened_at_start_with_a_warning(service, t
     for name in loose:
         assert f"{instance / name} was readable or writable by others (mode 644); it is now 0600" in log_text(svc)
     assert Browser(svc.url).sign_in(PASSWORD).status == 302  # the tightened secrets still work
+
+
+def test_under_gunicorn_the_proxy_headers_and_the_body_limit_apply_too(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT_DIR
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    instance = tmp_path / "instance"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEEKAI_")}
+    env.update(ADMIN, GEEKAI_INSTANCE_PATH=str(instance), GEEKAI_PROXY_COUNT="1", NO_PROXY="127.0.0.1")
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "4",
+                             "-b", f"127.0.0.1:{port}", "geekai.wsgi:app"], cwd=ROOT_DIR, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def up():
+            try:
+                return Browser(url).get("/healthz").status == 200
+            except OSError:
+                return False
+        assert wait_for(up, timeout=30)
+        proxy = Browser(url, **{"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https",
+                                "X-Forwarded-Host": "bot.example.com", "Referer": "https://bot.example.com/login"})
+        assert "Secure" in session_cookie(proxy.get("/login"))
+        assert proxy.sign_in(PASSWORD).status == 302
+        guesser = Browser(url, **{"X-Forwarded-For": "203.0.113.10"})
+        assert [guesser.sign_in("guess").status for _ in range(6)][-1] == 429
+        assert Browser(url, **{"X-Forwarded-For": "198.51.100.7"}).sign_in(PASSWORD).status == 302
+        big = Browser(url, **BEARER).post_json("/api/orders", {"amount": "1.00", "reference": "x" * (2 * 1024 * 1024)})
+        assert big.status == 413
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=20)
+    assert "admin logged in from 203.0.113.9" in output

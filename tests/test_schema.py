@@ -46,12 +46,19 @@ def revision(path) -> str:
         return conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
 
 
-def test_head_is_the_newest_migration():
+def migration_scripts():
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    script = ScriptDirectory.from_config(Config(os.path.join(schema.MIGRATIONS, "alembic.ini")))
-    assert script.get_heads() == [schema.HEAD]
+    return ScriptDirectory.from_config(Config(os.path.join(schema.MIGRATIONS, "alembic.ini")))
+
+
+def all_revisions() -> list[str]:
+    return [step.revision for step in reversed(list(migration_scripts().walk_revisions()))]
+
+
+def test_head_is_the_newest_migration():
+    assert migration_scripts().get_heads() == [schema.HEAD]
 
 
 def test_a_new_database_gets_exactly_the_schema_of_the_models(tmp_path):
@@ -70,11 +77,12 @@ def test_a_new_database_gets_exactly_the_schema_of_the_models(tmp_path):
 
 def test_the_last_releases_database_is_upgraded_in_place_without_losing_a_row(tmp_path):
     path = last_release_database(tmp_path / "instance")
-    before, indexes_before = dump(path), indexes(path)
+    before = dump(path)
     app = build(tmp_path / "instance")
     assert revision(path) == schema.HEAD
     assert dump(path) == before
-    assert indexes(path) == indexes_before
+    build(tmp_path / "new")
+    assert indexes(path) == indexes(tmp_path / "new" / "geekai.sqlite")
     client = app.test_client()
     payments = client.get("/api/payments", headers=AUTH).get_json()["payments"]
     assert sorted(p["amount"] for p in payments) == ["12.88", "21474836.47"]
@@ -149,9 +157,7 @@ def test_processes_starting_together_upgrade_the_new_database_once(tmp_path):
     results = [proc.communicate(timeout=60) + (proc.returncode,) for proc in procs]
     assert [code for _, _, code in results] == [0, 0, 0, 0], results
     applied = sorted(out.strip() for out, _, _ in results)
-    assert applied[:3] == ["", "", ""]  # one process applied every step, the others none
-    steps = applied[3].split(",")
-    assert steps[:2] == ["0001", "0002"] and steps[-1] == schema.HEAD
+    assert applied == ["", "", "", ",".join(all_revisions())]
     assert revision(instance / "geekai.sqlite") == schema.HEAD
 
 
@@ -170,7 +176,7 @@ def test_an_old_postgresql_database_gets_64_bit_amounts_and_keeps_its_rows(tmp_p
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.begin() as connection:  # the tables as releases before 64-bit amounts made them
-            db.metadata.create_all(connection)
+            db.metadata.create_all(connection, tables=[db.metadata.tables[name] for name in TABLES])
             for table in ("payment", "payment_order", "payment_notice"):
                 connection.execute(text(f"ALTER TABLE {table} ALTER COLUMN amount_cents TYPE INTEGER"))
             for insert in last_release_rows():

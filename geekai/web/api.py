@@ -12,7 +12,6 @@ from .params import int_arg, limit_arg
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 MAX_PAGE = 200
-CONTROL_WRITE_WAIT = 5.0
 
 
 def current_state() -> dict:
@@ -65,19 +64,14 @@ def _control(command: str):
     if runtime is None or not runtime.enabled:
         reason = "the bot is disabled" if runtime else "the bot does not run in this process"
         return jsonify(error=reason, state=current_state()), 409 if runtime else 503
-    supervisor = runtime.supervisor
-    who = actor()
-    if command in ("login", "start"):
-        if not supervisor.start(actor=who, reason=f"{command} requested by {who}"):
-            return jsonify(error="the bot is already logged in", state=current_state()), 409
-    elif command == "stop":
-        supervisor.stop(actor=who, reason=f"stopped by {who}")
-    elif command == "logout":
-        supervisor.logout(actor=who)
-    # The answer shows the new state once it is written; a locked database only delays it.
-    runtime.store.flush(CONTROL_WRITE_WAIT)
+    outcome = runtime.command(command, actor())
+    if outcome is not None and outcome.status >= 400:
+        return jsonify(error=outcome.error, state=current_state()), outcome.status
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
         return redirect(url_for("pages.index"))  # a plain form post from the page, without JS
+    if outcome is None:  # queued for the process that runs the bot, which has not taken it yet
+        return jsonify(queued=True, state=current_state(),
+                       error="the process that runs the bot has not taken the command yet"), 202
     return jsonify(current_state()), 202
 
 

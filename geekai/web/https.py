@@ -7,8 +7,9 @@ always when SESSION_COOKIE_SECURE is set.
 
 Behind a reverse proxy, waitress applies the proxy's X-Forwarded-For/-Proto/-Host (from
 PROXY_COUNT proxies at PROXY_ADDRESS, see geekai/server.py) before the app sees the request,
-so `request.is_secure` and `request.remote_addr` are the client's. That is the one place the
-headers are read: a second reader here would apply the hops twice.
+so `request.is_secure` and `request.remote_addr` are the client's; under gunicorn, geekai.wsgi
+wraps the app in the same waitress code. That is the one place the headers are read: a second
+reader here would apply the hops twice.
 """
 from __future__ import annotations
 

@@ -1,14 +1,14 @@
 """Admin session version (a logout or a new password ends every admin cookie issued before).
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0006
 Create Date: 2026-12-09
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
