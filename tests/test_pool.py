@@ -48,9 +48,11 @@ def test_sixteen_busy_server_threads_open_no_more_connections_than_the_pool_keep
         for thread in clients:
             thread.join(60)
     finally:
-        server.close()
-        serving.join(5)
+        from waitress import wasyncore
+
         server.task_dispatcher.shutdown()
+        wasyncore.close_all(server._map)  # the listening socket and every kept-alive connection
+        serving.join(5)
     assert failures == []
     # 192 requests on 16 threads: at most one connection per thread, opened once and kept.
     assert 1 <= len(opened) <= THREADS, len(opened)
