@@ -11,7 +11,7 @@ from ..models import STATE_ROW_ID, BotEvent, BotState
 logger = logging.getLogger(__name__)
 
 # Fields of the state row that describe one state only and are cleared on each transition.
-_PER_STATE_FIELDS = ("detail", "next_retry_at", "qr_expires_at", "qr_png")
+_PER_STATE_FIELDS = ("detail", "next_retry_at", "qr_expires_at", "qr_png", "verify_code")
 
 
 class ChangeSignal:

@@ -13,7 +13,8 @@ import time
 
 from . import bounded_http, wxpy_patches
 from .backend import LoginListener
-from .errors import QrRefreshLimit, StopRequested, SessionRejected, WeChatTimeout, WeChatUnreachable
+from .errors import StopRequested, SessionRejected, WeChatTimeout, WeChatUnreachable
+from .qr import RefreshCap
 from .session_cache import prepare_cache
 from .wxpy_session import WxpySession
 
@@ -90,12 +91,13 @@ class QrWatcher:
     def __init__(self, listener: LoginListener, ctx: bounded_http.AttemptContext, max_refresh: int):
         self.listener = listener
         self.ctx = ctx
-        self.max_refresh = max_refresh
-        self.qr_count = 0
-        self.unattended = 0     # QRs that expired with nobody scanning them
+        self.cap = RefreshCap(max_refresh)
         self.scanned = False    # the current QR was scanned (a confirm or cancel may follow)
-        self.attended = False   # the current QR was scanned at some point
         self.last_poll = 0.0
+
+    @property
+    def qr_count(self) -> int:
+        return self.cap.qr_count
 
     def callback(self, uuid=None, status=None, qrcode=b""):
         # Raising here is the only way to stop Bot() from another thread (WXPY_NOTES 5).
@@ -107,24 +109,16 @@ class QrWatcher:
         elif status == "201" or (status == "408" and not qrcode and not self.scanned):
             # 201: scanned. An empty QR with 408 is a push login waiting on the phone.
             if not self.scanned:
-                self.scanned = self.attended = True
+                self.scanned = True
+                self.cap.scanned()
                 self.listener.qr_scanned(push=(status == "408"))
         elif status not in ("200", "408"):
             self._dead(qrcode)
         self._pace()
 
     def _new_qr(self, png: bytes) -> None:
-        # DESIGN.md: needs_login once the QR "expired BOT_QR_MAX_REFRESH times with nobody
-        # scanning" (at least once: 0 would otherwise never show a QR at all). A QR someone
-        # scanned and then cancelled on the phone was attended and does not count.
-        if self.qr_count and not self.attended:
-            self.unattended += 1
-            if self.unattended >= max(1, self.max_refresh):
-                times = "once" if self.unattended == 1 else f"{self.unattended} times"
-                raise QrRefreshLimit(f"the login QR expired {times} with nobody scanning it")
-        refresh = self.qr_count
-        self.qr_count += 1
-        self.scanned = self.attended = False
+        refresh = self.cap.new_qr()
+        self.scanned = False
         self.listener.qr_ready(png, refresh)
 
     def _dead(self, qrcode: bytes) -> None:

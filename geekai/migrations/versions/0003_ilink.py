@@ -1,0 +1,51 @@
+"""iLink: the getupdates cursor, the messages handed over, each person's context token.
+
+Also the bot state's `verify_code`: iLink's login may ask for the number the phone shows.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-03
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table("bot_state") as batch:
+        batch.add_column(sa.Column("verify_code", sa.String(length=16), nullable=True))
+    op.create_table(
+        "ilink_sync",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("bot_id", sa.String(length=200), nullable=False),
+        sa.Column("cursor", sa.Text(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "ilink_seen_message",
+        sa.Column("message_id", sa.String(length=80), nullable=False),
+        sa.Column("seen_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("message_id"),
+    )
+    op.create_index("ix_ilink_seen_message_seen_at", "ilink_seen_message", ["seen_at"], unique=False)
+    op.create_table(
+        "ilink_contact",
+        sa.Column("user_id", sa.String(length=200), nullable=False),
+        sa.Column("context_token", sa.Text(), nullable=False),
+        sa.Column("last_message_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("user_id"),
+    )
+
+
+def downgrade():
+    op.drop_table("ilink_contact")
+    op.drop_index("ix_ilink_seen_message_seen_at", table_name="ilink_seen_message")
+    op.drop_table("ilink_seen_message")
+    op.drop_table("ilink_sync")
+    with op.batch_alter_table("bot_state") as batch:
+        batch.drop_column("verify_code")
