@@ -15,6 +15,8 @@ from .supervisor import BotSupervisor
 logger = logging.getLogger(__name__)
 
 EXTENSION = "geekai.bot"
+# The built-in emulator of demo mode (web WeChat's or iLink's), for the simulated phone.
+EMULATOR = "geekai.emulator"
 
 
 class BotRuntime:
@@ -62,23 +64,52 @@ class BotRuntime:
 
 def make_backend(app):
     """The Backend BOT_BACKEND names."""
+    config = app.config
+    if config["BOT_BACKEND"] in ("ilink", "demo-ilink"):
+        return _ilink_backend(app)
     from .wechat import WxpyBackend
 
-    config = app.config
     base_url = config["WECHAT_BASE_URL"]
     if config["BOT_BACKEND"] == "demo":
         from .emulator import WeChatEmulator
         emulator = WeChatEmulator(login_poll_hold=1.0, synccheck_hold=5.0, qr_lifetime=config["BOT_QR_LIFETIME"])
         emulator.start()
-        app.extensions["geekai.emulator"] = emulator
+        app.extensions[EMULATOR] = emulator
         base_url = emulator.base_url
-    cache = config["BOT_SESSION_CACHE"]
     return WxpyBackend(
         base_url=base_url,
-        cache_path=cache if os.path.isabs(cache) else os.path.join(app.instance_path, cache),
+        cache_path=_instance_file(app, config["BOT_SESSION_CACHE"]),
         login_timeout=config["BOT_LOGIN_TIMEOUT"],
         qr_max_refresh=config["BOT_QR_MAX_REFRESH"],
     )
+
+
+def _ilink_backend(app):
+    from .ilink import IlinkBackend
+    from .ilink_store import IlinkStateStore
+
+    config = app.config
+    base_url = config["ILINK_BASE_URL"]
+    if config["BOT_BACKEND"] == "demo-ilink":
+        from .ilink_emulator import IlinkEmulator
+        emulator = IlinkEmulator(qr_poll_hold=1.0, updates_hold=5.0, qr_lifetime=config["BOT_QR_LIFETIME"])
+        emulator.start()
+        app.extensions[EMULATOR] = emulator
+        base_url = emulator.base_url
+    return IlinkBackend(
+        base_url=base_url,
+        token_path=_instance_file(app, config["ILINK_TOKEN_FILE"]),
+        store=IlinkStateStore(app),
+        login_timeout=config["BOT_LOGIN_TIMEOUT"],
+        qr_max_refresh=config["BOT_QR_MAX_REFRESH"],
+        # A code nobody enters holds the login no longer than a QR nobody scans.
+        code_wait=config["BOT_QR_LIFETIME"],
+        poll_seconds=config["ILINK_POLL_SECONDS"],
+    )
+
+
+def _instance_file(app, name: str) -> str:
+    return name if os.path.isabs(name) else os.path.join(app.instance_path, name)
 
 
 def install(app) -> BotRuntime:

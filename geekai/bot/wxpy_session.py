@@ -10,8 +10,7 @@ import threading
 import time
 
 from . import bounded_http
-from .backend import IncomingMessage, LoginListener
-from .wxpy_patches import UNREADABLE
+from .backend import UNREADABLE, IncomingMessage, LoginListener
 
 logger = logging.getLogger(__name__)
 
