@@ -13,7 +13,7 @@ import time
 
 from . import bounded_http, wxpy_patches
 from .backend import LoginListener
-from .errors import StopRequested, SessionRejected, WeChatTimeout, WeChatUnreachable
+from .errors import LoginRefused, StopRequested, SessionRejected, WeChatTimeout, WeChatUnreachable
 from .qr import RefreshCap
 from .session_cache import prepare_cache
 from .wxpy_session import WxpySession
@@ -22,6 +22,36 @@ logger = logging.getLogger(__name__)
 
 # itchat polls the login URL without pause; a server that answers at once would be hammered.
 MIN_POLL_INTERVAL = 0.2
+# Since 2025 WeChat ends most web sessions right after their login (synccheck 1102): two in a row
+# ended this soon mean it refuses this account's web login, not a passing fault.
+EARLY_KICK_SECONDS = 60.0
+# Retcodes that are a logout (on the phone, 1100, or by the client, 1101), not WeChat's own doing.
+LOGOUT_CODES = ("1100", "1101")
+
+
+class KickWatch:
+    """Counts web sessions that WeChat ended right after their login, across attempts."""
+
+    def __init__(self, window: float = EARLY_KICK_SECONDS):
+        self.window = window
+        self.in_a_row = 0
+
+    def refusal(self, reason: str, online_for: float, end_code: str) -> str:
+        """Why to wait for a person instead of showing yet another QR, or "" to go on as usual.
+
+        end_code: the retcode WeChat ended the session with ("" when it did not end it).
+        """
+        if not end_code or end_code in LOGOUT_CODES:
+            return ""  # a lost connection or a logout says nothing about the account
+        if online_for > self.window:
+            self.in_a_row = 0
+            return ""
+        self.in_a_row += 1
+        if self.in_a_row < 2:
+            return ""
+        self.in_a_row = 0
+        return (f"WeChat ended the web session right after the login twice in a row ({reason}): WeChat "
+                "refuses web logins for this account. Use Tencent's official bot API instead: set BOT_BACKEND=ilink")
 
 
 class WxpyBackend:
@@ -33,6 +63,7 @@ class WxpyBackend:
         self.login_timeout = login_timeout
         self.qr_max_refresh = qr_max_refresh
         self.hot_login_failures = 0
+        self.kicks = KickWatch()
 
     def login(self, listener: LoginListener, cancel: threading.Event) -> "WxpySession":
         itchat, wxpy = wxpy_patches.import_wxpy()
@@ -42,7 +73,7 @@ class WxpyBackend:
         bounded_http.probe(self.base_url, ctx)
         prepare_cache(self.cache_path)
         had_cache = os.path.getsize(self.cache_path) > 0
-        session = WxpySession(listener, ctx, self.cache_path)
+        session = WxpySession(listener, ctx, self.cache_path, self.kicks)
         qr = QrWatcher(listener, ctx, self.qr_max_refresh)
         bot_class = wxpy_patches.bot_class(wxpy)
         wxpy_patches.local.ctx = ctx
@@ -64,6 +95,8 @@ class WxpyBackend:
         session.attach(bot, itchat)
         if session.closed:
             session.release()
+            if session.refusal:
+                raise LoginRefused(session.refusal)
             raise SessionRejected(ctx.last_sync_problem or "WeChat ended the session right after the login")
         return session
 
