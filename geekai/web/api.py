@@ -1,6 +1,8 @@
 """The JSON API: bot state, history, login QR and controls (admin only)."""
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Response, current_app, jsonify, redirect, request, url_for
 
 from ..bot import runtime as bot_runtime
@@ -11,6 +13,8 @@ from .auth import actor, admin_required
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 MAX_PAGE = 200
+# The number iLink's login may ask for: what the phone shows (Tencent's plugin takes 1 to 10 digits).
+VERIFY_CODE = re.compile(r"\d{1,10}")
 
 
 def current_state() -> dict:
@@ -63,12 +67,25 @@ def bot_qr():
     return Response(row.qr_png, mimetype="image/png", headers={"Cache-Control": "no-store"})
 
 
-def _control(command: str):
+def _running_supervisor():
+    """(the supervisor of this process's bot, None) or (None, the error answer)."""
     runtime = bot_runtime.get(current_app)
     if runtime is None or not runtime.enabled:
         reason = "the bot is disabled" if runtime else "the bot does not run in this process"
-        return jsonify(error=reason, state=current_state()), 409 if runtime else 503
-    supervisor = runtime.supervisor
+        return None, (jsonify(error=reason, state=current_state()), 409 if runtime else 503)
+    return runtime.supervisor, None
+
+
+def _done():
+    if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
+        return redirect(url_for("pages.index"))  # a plain form post from the page, without JS
+    return jsonify(current_state()), 202
+
+
+def _control(command: str):
+    supervisor, refused = _running_supervisor()
+    if refused:
+        return refused
     who = actor()
     if command in ("login", "start"):
         if not supervisor.start(actor=who, reason=f"{command} requested by {who}"):
@@ -77,12 +94,27 @@ def _control(command: str):
         supervisor.stop(actor=who, reason=f"stopped by {who}")
     elif command == "logout":
         supervisor.logout(actor=who)
-    if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
-        return redirect(url_for("pages.index"))  # a plain form post from the page, without JS
-    return jsonify(current_state()), 202
+    return _done()
 
 
 @bp.post("/bot/<any(login, start, stop, logout):command>")
 @admin_required
 def bot_control(command: str):
     return _control(command)
+
+
+@bp.post("/bot/verify")
+@admin_required
+def bot_verify():
+    """The number the phone shows, for an iLink login that asks for it: {"code": "1234"}."""
+    data = request.get_json(silent=True) if request.is_json else request.form
+    code = data.get("code") if isinstance(data, dict) or hasattr(data, "getlist") else None
+    if not isinstance(code, str) or not VERIFY_CODE.fullmatch(code.strip()):
+        return jsonify(error='code must be the number the phone shows: 1 to 10 digits, as a string ("1234")',
+                       field="code"), 400
+    supervisor, refused = _running_supervisor()
+    if refused:
+        return refused
+    if not supervisor.submit_code(code.strip(), actor=actor()):
+        return jsonify(error="no verification code is asked for now", state=current_state()), 409
+    return _done()
