@@ -10,6 +10,7 @@ import png
 import pytest
 
 from conftest import decode_qr, ilink_log_in, wait_for, wait_for_state
+from geekai.cli import qr_modules
 
 
 def history(client, auth):
@@ -30,7 +31,8 @@ def test_scan_and_confirm_log_in_with_the_bot_id_and_keep_the_token_private(ilin
     # A real QR of exactly the text iLink sent, drawn like web WeChat's (10 px a module, 4 modules quiet).
     assert decode_qr(qr.data) == ilink.qrcode_content
     width, height, _, _ = png.Reader(file=io.BytesIO(qr.data)).read()
-    assert width == height and width % 10 == 0
+    modules = len(qr_modules(qr.data))
+    assert width == height == (modules + 8) * 10, "not 10 px a module with a 4-module quiet zone, as itchat's"
     ilink.scan()
     assert wait_for_state(client, auth, "waiting_for_confirm")["reason"] == "confirm the login on your phone"
     assert client.get("/api/bot/qr.png", headers=auth).status_code == 404

@@ -110,13 +110,14 @@ class IlinkEmulator(FakeServer):
     # ----- the phone's side --------------------------------------------------------------
 
     def scan(self, code=False):
-        """The phone scans the live QR; with code=True the phone shows a number to type in."""
+        """The phone scans the live QR; with code=True (or the digits to show) it asks for a code."""
         with self._cond:
             qr = self._live_qr()
             if qr is None or qr.status != "wait":
                 return False
             if code:
-                qr.status, qr.code = "need_verifycode", "%04d" % random.randint(0, 9999)
+                shown = code if isinstance(code, str) else "%04d" % random.randint(0, 9999)
+                qr.status, qr.code = "need_verifycode", shown
             else:
                 qr.status = "scaned"
             self._cond.notify_all()
