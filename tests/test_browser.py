@@ -303,7 +303,7 @@ def test_page_reconnects_after_the_server_restarts(server, browser, emulator):
 
 def test_ilink_qr_on_the_page_scans_as_what_ilink_sent_and_the_code_is_entered_on_the_page(server, browser, ilink,
                                                                                            shoot):
-    from conftest import decode_qr
+    from conftest import decode_qr, wait_for
 
     svc = server(GEEKAI_BOT_BACKEND="ilink", GEEKAI_ILINK_BASE_URL=ilink.base_url)
     sign_in(browser, svc.url)
@@ -331,20 +331,11 @@ def test_ilink_qr_on_the_page_scans_as_what_ilink_sent_and_the_code_is_entered_o
     browser.find_element(By.ID, "verify-code").send_keys("4821")
     browser.find_element(By.ID, "verify-send").click()
     wait_until(browser, lambda d: not visible(d, "verify-form") and visible(d, "confirm-steps"))
-    assert wait_for_ilink(lambda: ilink.state == "scanned")
+    assert wait_for(lambda: ilink.state == "scanned")
     ilink.confirm()
     wait_for_page_state(browser, "logged_in")
     assert browser.find_element(By.ID, "nickname").text == ilink.bot_id
     assert same_page(browser)
-
-
-def wait_for_ilink(predicate, timeout=5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_ilink_demo_phone_in_chinese(server, browser, shoot):

@@ -345,3 +345,36 @@ def test_send_text_while_offline_is_not_permanent(make_app, run_bot, auth, ilink
     with pytest.raises(SendFailed) as failure:
         session.send_text(ilink.default_user, "x")
     assert not failure.value.permanent and "offline" in str(failure.value)
+
+
+# -- the same metrics and alerts as wxpy's -----------------------------------------------------------
+def test_metrics_follow_the_ilink_bot(make_app, run_bot, auth, ilink):
+    from test_metrics import scrape, value
+
+    app, runtime, received = online(make_app, run_bot, auth, ilink)
+    client = app.test_client()
+    samples = scrape(client)
+    assert value(samples, "geekai_bot_state", state="logged_in") == 1
+    assert value(samples, "geekai_bot_login_attempts_total", result="success") == 1
+    assert 0 <= value(samples, "geekai_bot_last_sync_age_seconds") < 5
+    runtime.supervisor.handlers.append(lambda message: message.reply("answer"))
+    ilink.send_ret = -2
+    ilink.send_text("hello")
+    assert wait_for(lambda: value(scrape(client), "geekai_bot_messages_total", direction="failed") == 1)
+    samples = scrape(client)
+    assert value(samples, "geekai_bot_messages_total", direction="in") == 1
+    assert value(samples, "geekai_bot_messages_total", direction="out") == 0
+
+
+def test_an_expired_session_nobody_scans_again_is_an_incident(make_app, run_bot, auth, ilink, receiver):
+    app, runtime, received = online(make_app, run_bot, auth, ilink, BOT_QR_MAX_REFRESH=1,
+                                    ALERT_WEBHOOK_URL=receiver.url, ALERT_GRACE_SECONDS=600,
+                                    ALERT_CHECK_SECONDS=0.1, OUTBOX_INTERVAL_SECONDS=0.1)
+    client = app.test_client()
+    ilink.expire_session()
+    wait_for_state(client, auth, "waiting_for_scan")
+    ilink.expire_qr()
+    state = wait_for_state(client, auth, "needs_login")
+    assert state["reason"] == "the login QR expired once with nobody scanning it"
+    assert wait_for(lambda: client.get("/api/alerts", headers=auth).get_json()["open"], timeout=5)
+    assert client.get("/api/alerts", headers=auth).get_json()["incidents"][0]["kind"] == "needs_login"

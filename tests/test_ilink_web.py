@@ -5,7 +5,6 @@ import re
 import threading
 
 import pytest
-from werkzeug.serving import make_server
 
 from conftest import API_TOKEN, csrf_token, sign_in, wait_for, wait_for_state
 
@@ -99,21 +98,6 @@ def test_api_state_says_whether_a_code_is_required(ilink_app, run_bot, auth, ili
 
 
 # -- the CLI ------------------------------------------------------------------------------------------
-@pytest.fixture
-def serve():
-    servers = []
-
-    def start(app) -> str:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-
-
 def test_login_wait_prompts_for_the_code_on_the_terminal_again_when_wrong(ilink_app, run_bot, auth, ilink, serve):
     run_bot(ilink_app)
     url = serve(ilink_app)

@@ -72,10 +72,8 @@ def make_backend(app):
     base_url = config["WECHAT_BASE_URL"]
     if config["BOT_BACKEND"] == "demo":
         from .emulator import WeChatEmulator
-        emulator = WeChatEmulator(login_poll_hold=1.0, synccheck_hold=5.0, qr_lifetime=config["BOT_QR_LIFETIME"])
-        emulator.start()
-        app.extensions[EMULATOR] = emulator
-        base_url = emulator.base_url
+        base_url = _demo(app, WeChatEmulator(login_poll_hold=1.0, synccheck_hold=5.0,
+                                             qr_lifetime=config["BOT_QR_LIFETIME"]))
     return WxpyBackend(
         base_url=base_url,
         cache_path=_instance_file(app, config["BOT_SESSION_CACHE"]),
@@ -92,10 +90,7 @@ def _ilink_backend(app):
     base_url = config["ILINK_BASE_URL"]
     if config["BOT_BACKEND"] == "demo-ilink":
         from .ilink_emulator import IlinkEmulator
-        emulator = IlinkEmulator(qr_poll_hold=1.0, updates_hold=5.0, qr_lifetime=config["BOT_QR_LIFETIME"])
-        emulator.start()
-        app.extensions[EMULATOR] = emulator
-        base_url = emulator.base_url
+        base_url = _demo(app, IlinkEmulator(qr_poll_hold=1.0, updates_hold=5.0, qr_lifetime=config["BOT_QR_LIFETIME"]))
     return IlinkBackend(
         base_url=base_url,
         token_path=_instance_file(app, config["ILINK_TOKEN_FILE"]),
@@ -106,6 +101,13 @@ def _ilink_backend(app):
         code_wait=config["BOT_QR_LIFETIME"],
         poll_seconds=config["ILINK_POLL_SECONDS"],
     )
+
+
+def _demo(app, emulator) -> str:
+    """Start demo mode's emulator in this process, for the bot and the simulated phone; its URL."""
+    emulator.start()
+    app.extensions[EMULATOR] = emulator
+    return emulator.base_url
 
 
 def _instance_file(app, name: str) -> str:
