@@ -378,3 +378,16 @@ def test_an_expired_session_nobody_scans_again_is_an_incident(make_app, run_bot,
     assert state["reason"] == "the login QR expired once with nobody scanning it"
     assert wait_for(lambda: client.get("/api/alerts", headers=auth).get_json()["open"], timeout=5)
     assert client.get("/api/alerts", headers=auth).get_json()["incidents"][0]["kind"] == "needs_login"
+
+
+def test_sessions_that_end_again_and_again_leak_no_thread_and_no_socket(make_app, run_bot, auth, ilink):
+    import os
+
+    app, runtime, received = online(make_app, run_bot, auth, ilink)
+    client = app.test_client()
+    baseline = threading.active_count(), len(os.listdir("/proc/self/fd"))
+    for _ in range(10):
+        ilink.expire_session()
+        ilink_log_in(client, auth, ilink)
+    assert wait_for(lambda: threading.active_count() <= baseline[0] + 2, timeout=5), threading.enumerate()
+    assert len(os.listdir("/proc/self/fd")) <= baseline[1] + 5
