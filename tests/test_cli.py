@@ -11,7 +11,7 @@ import threading
 import pyqrcode
 import pytest
 
-from conftest import API_TOKEN, ROOT_DIR, log_in_by_scan, wait_for
+from conftest import API_TOKEN, ROOT_DIR, log_in_by_scan, record, wait_for
 
 from geekai.__main__ import main
 from geekai.cli import qr_modules, render_qr
@@ -60,9 +60,7 @@ def test_status_not_logged_in_exits_1(cli, app, serve):
 
 
 def test_status_error_exits_2(cli, app, serve):
-    from geekai.bot.store import StateStore
-
-    StateStore(app).transition("starting", "error", "wxpy is not installed")
+    record(app, "starting", "error", "wxpy is not installed")
     result = cli("status", url=serve(app))
     assert result.exit_code == 2 and "error: wxpy is not installed" in result.output
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import sign_in
+from conftest import record, sign_in
 from geekai.db import db, utcnow
 from geekai.models import BotEvent
 from geekai.web.stats import bot_stats
@@ -73,8 +73,7 @@ def test_both_languages_have_every_text():
 
 
 def test_needs_login_offers_a_new_qr(app, client):
-    from geekai.bot.store import StateStore
-    StateStore(app).transition("waiting_for_scan", "needs_login",
+    record(app, "waiting_for_scan", "needs_login",
                                "the login QR expired 11 times with nobody scanning it")
     sign_in(client)
     html = client.get("/?lang=en").get_data(as_text=True)
@@ -85,8 +84,7 @@ def test_needs_login_offers_a_new_qr(app, client):
 
 
 def test_failure_detail_is_folded(app, client):
-    from geekai.bot.store import StateStore
-    StateStore(app).transition("starting", "error", "wxpy is missing", detail="Traceback (most recent call last):\n  boom")
+    record(app, "starting", "error", "wxpy is missing", detail="Traceback (most recent call last):\n  boom")
     sign_in(client)
     html = client.get("/").get_data(as_text=True)
     assert "<details" in html and "Traceback (most recent call last)" in html

@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 EXTENSION = "geekai.bot"
 # The built-in emulator of demo mode (web WeChat's or iLink's), for the simulated phone.
 EMULATOR = "geekai.emulator"
+# How long start-up waits for the previous process's state row to be replaced.
+STATE_WRITE_WAIT = 30.0
 
 
 class BotRuntime:
@@ -40,6 +42,9 @@ class BotRuntime:
         reason = f"service started (pid {os.getpid()})" if self.enabled else "BOT_ENABLED is false"
         self.store.replace_previous(initial, reason)
         self.supervisor.state = initial
+        if not self.store.flush(STATE_WRITE_WAIT):
+            logger.error("the database did not answer within %s s; the bot state shown may be stale "
+                         "until it does", STATE_WRITE_WAIT)
 
     def start(self) -> None:
         """Start the scheduler; its first job starts the bot."""
@@ -59,7 +64,9 @@ class BotRuntime:
             self.supervisor.stop(actor="system", reason="service shutting down")
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        return self.supervisor.join(grace)
+        finished = self.supervisor.join(grace)
+        self.store.close(grace)
+        return finished
 
 
 def make_backend(app):

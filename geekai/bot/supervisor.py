@@ -53,6 +53,9 @@ class BotSupervisor:
         self._codes = CodeBox()
         self._online_heartbeat: float | None = None   # the session's heartbeat when it logged in
         self._pending_logout: tuple[str, str] | None = None
+        self._closing = threading.Event()   # set once the previous session has finished stopping
+        self._closing.set()
+        self.stop_grace = config["BOT_STOP_GRACE_SECONDS"]
         self._job_id = ""
         self._thread: threading.Thread | None = None
         self._lock = threading.RLock()
@@ -112,8 +115,14 @@ class BotSupervisor:
             self.session = None
             self._settle(session)
             self.stats["watchdog_restarts"] += 1
+            # Stopped outside the lock (it may wait on WeChat); the next attempt waits for it, so
+            # that it finds the session cache saved, not half written.
+            self._closing = threading.Event()
             self._after_failure(errors.TRANSIENT, f"watchdog: {problem}", actor="watchdog")
-        session.stop()
+        try:
+            session.stop()
+        finally:
+            self._closing.set()
         return problem
 
     def join(self, timeout: float) -> bool:
@@ -145,6 +154,7 @@ class BotSupervisor:
 
     def _attempt(self, generation: int, cancel: threading.Event) -> None:
         listener = _Listener(self, generation)
+        self._closing.wait(self.stop_grace)
         try:
             session = self.backend.login(listener, cancel)
         except BaseException as exc:  # SystemExit included: wxpy exits on network errors
