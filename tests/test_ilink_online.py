@@ -390,4 +390,5 @@ def test_sessions_that_end_again_and_again_leak_no_thread_and_no_socket(make_app
         ilink.expire_session()
         ilink_log_in(client, auth, ilink)
     assert wait_for(lambda: threading.active_count() <= baseline[0] + 2, timeout=5), threading.enumerate()
-    assert len(os.listdir("/proc/self/fd")) <= baseline[1] + 5
+    assert wait_for(lambda: len(os.listdir("/proc/self/fd")) <= baseline[1] + 5, timeout=5), \
+        sorted(os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}"))
