@@ -299,3 +299,18 @@ def test_unreachable_ilink_is_retried_with_the_reason(make_app, run_bot, auth):
     run_bot(app)
     state = wait_for_state(client, auth, "retrying")
     assert "cannot reach iLink at 127.0.0.1:9" in state["reason"] and "Connection refused" in state["reason"]
+
+
+def test_a_failure_never_shows_the_qr_value_in_its_reason_or_traceback(make_app, run_bot, auth, ilink):
+    app = make_app(BOT_BACKEND="ilink", ILINK_BASE_URL=ilink.base_url, BOT_RETRY_FIRST_SECONDS=30)
+    client = app.test_client()
+    run_bot(app)
+    wait_for_state(client, auth, "waiting_for_scan")
+    qrcode = ilink._qr.qrcode
+    # The scan redirects the polling to a host that refuses: requests' own error names the URL,
+    # ?qrcode= included.
+    ilink.redirect, ilink._redirect_url = True, "http://127.0.0.1:9"
+    ilink.scan()
+    state = wait_for_state(client, auth, "retrying")
+    assert "cannot reach iLink at 127.0.0.1:9" in state["reason"] and "Traceback" in state["detail"]
+    assert qrcode not in state["reason"] + state["detail"]

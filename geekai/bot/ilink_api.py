@@ -155,10 +155,13 @@ class IlinkClient:
         try:
             response = self.http.request(method, f"{base}/{path}", timeout=timeout, **kwargs)
         except requests.Timeout:
-            raise _NoAnswer(f"iLink did not answer {name} within {timeout:g} s") from None
+            failure = _NoAnswer(f"iLink did not answer {name} within {timeout:g} s")
         except requests.RequestException as exc:
-            host = urlsplit(base).netloc
-            raise WeChatUnreachable(f"cannot reach iLink at {host} ({name}): {_reason(exc)}") from None
+            failure = WeChatUnreachable(f"cannot reach iLink at {urlsplit(base).netloc} ({name}): {_reason(exc)}")
+        else:
+            failure = None
+        if failure is not None:
+            raise failure  # raised here, not in the except: requests' error (and its URL) is not chained
         if response.status_code in GATEWAY_TIMEOUTS and name == "getupdates":
             raise _NoAnswer(f"iLink's gateway gave up on {name} (HTTP {response.status_code})")
         return response
