@@ -28,11 +28,11 @@ class BotState(db.Model):
     qr_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     qr_png: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     account: Mapped[str | None] = mapped_column(String(200), default=None)
-    # iLink's login asks for the number the phone shows: "required", "checking" (an admin entered
-    # one) or "wrong"; None when no code is involved.
-    verify_code: Mapped[str | None] = mapped_column(String(16), default=None)
     pid: Mapped[int | None] = mapped_column(Integer, default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # iLink's login asks for the number the phone shows: "required", "checking" (an admin entered
+    # one) or "wrong"; None when no code is involved. Last, where the migration adds it.
+    verify_code: Mapped[str | None] = mapped_column(String(16), default=None)
 
     def to_dict(self) -> dict:
         return {
