@@ -211,6 +211,7 @@ def load(app, test_config: dict | None = None) -> None:
         app.config.from_mapping(test_config)
     validate(app.config)
     _warn_short_login_timeout(app.config)
+    _warn_short_watchdog(app.config)
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         path = os.path.join(app.instance_path, "geekai.sqlite")
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + path
@@ -230,6 +231,14 @@ def _warn_short_login_timeout(config) -> None:
     if real and config["BOT_LOGIN_TIMEOUT"] <= long_poll:
         logger.warning("BOT_LOGIN_TIMEOUT is %s s, but WeChat holds a login poll about %s s: "
                        "logins will time out; use 60", config["BOT_LOGIN_TIMEOUT"], long_poll)
+
+
+def _warn_short_watchdog(config) -> None:
+    """iLink holds a quiet getupdates ~35 s: a watchdog that waits less restarts a healthy bot."""
+    if config["BOT_BACKEND"] == "ilink" and config["WATCHDOG_SECONDS"] <= config["ILINK_POLL_SECONDS"] + 5:
+        logger.warning("WATCHDOG_SECONDS is %s s, but iLink may hold a wait for messages %s s: the watchdog "
+                       "would restart a bot that is only quiet; use at least %s", config["WATCHDOG_SECONDS"],
+                       config["ILINK_POLL_SECONDS"], config["ILINK_POLL_SECONDS"] + 10)
 
 
 # GEEKAI_* variables read by app.py and the CLI rather than by the app's config.

@@ -118,3 +118,9 @@ def test_login_timeout_shorter_than_wechats_long_poll_is_named(make_app, caplog,
 def test_login_timeout_shorter_than_ilinks_long_poll_is_named(make_app, caplog, timeout, warned):
     make_app(BOT_BACKEND="ilink", BOT_LOGIN_TIMEOUT=timeout, ILINK_BASE_URL="https://ilinkai.weixin.qq.com")
     assert (f"BOT_LOGIN_TIMEOUT is {timeout} s, but WeChat holds a login poll about 35 s" in caplog.text) is warned
+
+
+@pytest.mark.parametrize("watchdog, warned", [(30, True), (45, False)])
+def test_a_watchdog_shorter_than_ilinks_wait_for_messages_is_named(make_app, caplog, watchdog, warned):
+    make_app(BOT_BACKEND="ilink", WATCHDOG_SECONDS=watchdog)
+    assert ("the watchdog would restart a bot that is only quiet" in caplog.text) is warned
