@@ -5,11 +5,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 from geekai import create_app  # light: heavy imports happen inside it; `flask --app app` finds it
+from geekai import logs
 from geekai.config import ConfigError, check
 
 
@@ -33,9 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("apscheduler", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.configure()
     overrides = {"BOT_BACKEND": DEMO_BACKENDS[args.demo]} if args.demo else None
     instance = os.path.abspath(args.instance or os.path.join(os.path.dirname(os.path.abspath(__file__)), "instance"))
     try:

@@ -37,6 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "BOT_SESSION_CACHE": "wxpy-session.pkl",
     "BOT_STOP_GRACE_SECONDS": 3,
     "WATCHDOG_SECONDS": 45,
+    # The bot's lease (one bot per deployment): renewed every third of this; another process
+    # takes over a crashed holder's bot after it (a clean stop hands it over at once).
+    "BOT_LEASE_SECONDS": 30,
     "ALERT_GRACE_SECONDS": 120,
     "ALERT_REMIND_SECONDS": 3600,
     "ALERT_CHECK_SECONDS": 2,
@@ -56,6 +59,8 @@ DEFAULTS: dict[str, Any] = {
     # Reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (0: none).
     "PROXY_COUNT": 0,
     "SQLALCHEMY_DATABASE_URI": None,  # filled in with instance/geekai.sqlite
+    # Database connections kept open per process: waitress's 16 threads, the bot and its jobs.
+    "DB_POOL_SIZE": 24,
     # Apply missing migrations when the app is built (false: only by `flask db upgrade`).
     "DB_AUTO_UPGRADE": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
@@ -160,6 +165,7 @@ RULES: dict[str, Rule] = {
     "BOT_BACKEND": Rule(_choice(*BACKENDS), "'wxpy', 'ilink', 'demo' or 'demo-ilink'"),
     "BOT_REQUIRED": Rule(_flag, "true or false"),
     "DB_AUTO_UPGRADE": Rule(_flag, "true or false"),
+    "DB_POOL_SIZE": Rule(_count, "a whole number >= 0 (connections kept per process; above the server's threads)"),
     "WECHAT_BASE_URL": Rule(_http_url, "an http(s) URL such as https://login.weixin.qq.com"),
     "ILINK_BASE_URL": Rule(_http_url, "an http(s) URL such as https://ilinkai.weixin.qq.com"),
     "ILINK_TOKEN_FILE": Rule(_nonempty_text, "a file name (relative to the instance folder) or an absolute path"),
@@ -172,6 +178,7 @@ RULES: dict[str, Rule] = {
     "BOT_SESSION_CACHE": Rule(_nonempty_text, "a file name (relative to the instance folder) or an absolute path"),
     "BOT_STOP_GRACE_SECONDS": Rule(_seconds(0), "a number of seconds >= 0"),
     "WATCHDOG_SECONDS": Rule(_seconds(1), "a number of seconds >= 1"),
+    "BOT_LEASE_SECONDS": Rule(_seconds(1), "a number of seconds >= 1"),
     "ALERT_GRACE_SECONDS": Rule(_seconds(0), "a number of seconds >= 0"),
     "ALERT_REMIND_SECONDS": Rule(_seconds(0), "a number of seconds >= 0 (0: no reminders)"),
     "ALERT_CHECK_SECONDS": Rule(_seconds(0.05), "a number of seconds >= 0.05"),

@@ -1,11 +1,12 @@
-"""Database models: the bot's current state (one row), its append-only history, and what the
-iLink backend keeps across restarts (its getupdates cursor, the messages it handed over, and each
-person's last context_token)."""
+"""Database models: the bot's current state (one row), its append-only history, the lease that says
+which process runs it, the commands other processes hand to that one, and what the iLink backend
+keeps across restarts (its getupdates cursor, the messages it handed over, each person's last
+context_token)."""
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, Integer, LargeBinary, String, Text, and_, or_
+from sqlalchemy import Boolean, Index, Integer, LargeBinary, String, Text, and_, or_
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .db import db, isoformat, utcnow
@@ -74,6 +75,37 @@ class BotEvent(db.Model):
             "detail": self.detail,
             "actor": self.actor,
         }
+
+
+class BotLease(db.Model):
+    """Which process runs the bot: one row (id 1). Its holder renews it; another process takes
+    over only once it has expired (or its holder is known dead), with the epoch one higher."""
+
+    __tablename__ = "bot_lease"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))     # "host:pid:token" of the holder
+    epoch: Mapped[int] = mapped_column(Integer)         # +1 at each change of holder (fencing)
+    expires_at: Mapped[datetime] = mapped_column()
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    renewed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    released: Mapped[bool] = mapped_column(Boolean, default=False)   # given up at a clean shutdown
+
+
+class BotCommand(db.Model):
+    """An admin's command (log in, stop, ...) taken by a process that does not run the bot, for
+    the one that does; rows are kept as a log."""
+
+    __tablename__ = "bot_command"
+    __table_args__ = (Index("ix_bot_command_pending", "done_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    command: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    args: Mapped[str] = mapped_column(Text, default="{}")   # JSON
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(default=None)
+    result: Mapped[str] = mapped_column(Text, default="")   # JSON: {"status": 202, ...}
 
 
 # SQL: a watchdog restart, i.e. the bot was taken out of logged_in because it stopped syncing.

@@ -47,7 +47,7 @@ class WarmingApp:
             app = create()
             fit_streams(app, self.threads)
             runtime = bot_runtime.install(app)
-            runtime.replace_previous_state()
+            runtime.take_part()
         except BaseException as exc:  # a broken database or instance folder ends the service
             self.failed = exc
             self.ready.set()

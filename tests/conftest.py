@@ -149,7 +149,7 @@ def run_bot():
 
     def start(app):
         runtime = bot_runtime.install(app)
-        runtime.replace_previous_state()
+        runtime.take_part()
         runtime.start()
         started.append(runtime)
         return runtime

@@ -95,13 +95,15 @@ class StateStore:
                      detail=values.get("detail") or "", actor=actor)
         self._put(_Write(new, now, reason, values, event))
 
-    def replace_previous(self, initial: str, reason: str, actor: str = "system") -> str | None:
-        """At process start: queue overwriting whatever state the previous process left; return
-        that state. Call flush() before serving, so that nobody sees the stale one."""
+    def replace_previous(self, initial: str, reason: str, actor: str = "system",
+                         always: bool = False) -> str | None:
+        """When a process starts running the bot: queue overwriting whatever state the previous one
+        left (an event records it if it differed, or `always`); return that state. Call flush()
+        before serving, so that nobody sees the stale one."""
         previous = self.read_state()
         event = None
-        if previous not in (None, initial):
-            event = dict(at=utcnow(), from_state=previous, to_state=initial, reason=reason, detail="",
+        if always or previous not in (None, initial):
+            event = dict(at=utcnow(), from_state=previous or initial, to_state=initial, reason=reason, detail="",
                          actor=actor)
         self._put(_Write(initial, utcnow(), reason, {name: None for name in _PER_STATE_FIELDS} | {
             "detail": "", "account": None, "attempt": 0}, event))
@@ -115,6 +117,16 @@ class StateStore:
                 return row.state if row else None
         except Exception:
             logger.exception("could not read the bot state")
+            return None
+
+    def last_change(self) -> tuple | None:
+        """A marker that moves whenever anyone writes the state (None without a database)."""
+        try:
+            with self.app.app_context():
+                row = db.session.execute(db.select(BotState.updated_at, BotState.state)
+                                         .where(BotState.id == STATE_ROW_ID)).first()
+                return tuple(row) if row is not None else ()
+        except Exception:
             return None
 
     def flush(self, timeout: float) -> bool:

@@ -15,7 +15,6 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_PAGE = 200
 # The number iLink's login may ask for: what the phone shows (Tencent's plugin takes 1 to 10 digits).
 VERIFY_CODE = re.compile(r"\d{1,10}")
-CONTROL_WRITE_WAIT = 5.0
 
 
 def current_state() -> dict:
@@ -68,36 +67,20 @@ def bot_qr():
     return Response(row.qr_png, mimetype="image/png", headers={"Cache-Control": "no-store"})
 
 
-def _running():
-    """(this process's bot runtime, None) or (None, the error answer)."""
+def _control(command: str, args: dict | None = None):
     runtime = bot_runtime.get(current_app)
     if runtime is None or not runtime.enabled:
         reason = "the bot is disabled" if runtime else "the bot does not run in this process"
-        return None, (jsonify(error=reason, state=current_state()), 409 if runtime else 503)
-    return runtime, None
-
-
-def _done(runtime):
-    # The answer shows the new state once it is written; a locked database only delays it.
-    runtime.store.flush(CONTROL_WRITE_WAIT)
+        return jsonify(error=reason, state=current_state()), 409 if runtime else 503
+    outcome = runtime.command(command, actor(), args)
+    if outcome is not None and outcome.status >= 400:
+        return jsonify(error=outcome.error, state=current_state()), outcome.status
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
         return redirect(url_for("pages.index"))  # a plain form post from the page, without JS
+    if outcome is None:  # queued for the process that runs the bot, which has not taken it yet
+        return jsonify(queued=True, state=current_state(),
+                       error="the process that runs the bot has not taken the command yet"), 202
     return jsonify(current_state()), 202
-
-
-def _control(command: str):
-    runtime, refused = _running()
-    if refused:
-        return refused
-    supervisor, who = runtime.supervisor, actor()
-    if command in ("login", "start"):
-        if not supervisor.start(actor=who, reason=f"{command} requested by {who}"):
-            return jsonify(error="the bot is already logged in", state=current_state()), 409
-    elif command == "stop":
-        supervisor.stop(actor=who, reason=f"stopped by {who}")
-    elif command == "logout":
-        supervisor.logout(actor=who)
-    return _done(runtime)
 
 
 @bp.post("/bot/<any(login, start, stop, logout):command>")
@@ -115,9 +98,4 @@ def bot_verify():
     if not isinstance(code, str) or not VERIFY_CODE.fullmatch(code.strip()):
         return jsonify(error='code must be the number the phone shows: 1 to 10 digits, as a string ("1234")',
                        field="code"), 400
-    runtime, refused = _running()
-    if refused:
-        return refused
-    if not runtime.supervisor.submit_code(code.strip(), actor=actor()):
-        return jsonify(error="no verification code is asked for now", state=current_state()), 409
-    return _done(runtime)
+    return _control("verify", {"code": code.strip()})

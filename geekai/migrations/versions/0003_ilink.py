@@ -4,14 +4,14 @@ Also the bot state's `verify_code`: iLink's login may ask for the number the pho
 baseline, it adds only what is missing (a database made from the models already has all of it).
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0006
 Create Date: 2026-12-03
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0003"
-down_revision = "0002"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
