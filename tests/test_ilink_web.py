@@ -174,3 +174,19 @@ def test_the_ilink_demo_phone_scans_asks_a_code_confirms_texts_and_expires(demo,
     assert wait_for(lambda: client.get("/api/demo/phone").get_json()["texts"][0]["delivered"])
     assert press(client, "logout").get_json()["ok"]  # the session expires (-14): a fresh QR
     wait_for_state(client, auth, "waiting_for_scan")
+
+
+def test_a_code_posted_to_another_process_reaches_the_login_that_waits(make_app, run_bot, auth, ilink):
+    config = dict(BOT_BACKEND="ilink", ILINK_BASE_URL=ilink.base_url, BOT_LEASE_SECONDS=1)
+    leader_app, follower_app = make_app(**config), make_app(**config)
+    leader, follower = run_bot(leader_app), run_bot(follower_app)
+    assert leader.leading and not follower.leading
+    client = follower_app.test_client()  # another worker: the login runs in the leader
+    asked_for_code(client, auth, ilink, code="4821")
+    assert client.post("/api/bot/verify", json={"code": "0000"}, headers=auth).status_code == 202
+    assert wait_for(lambda: client.get("/api/bot", headers=auth).get_json()["verify_code"] == "wrong")
+    answer = client.post("/api/bot/verify", json={"code": "4821"}, headers=auth)
+    assert answer.status_code == 202, answer.get_json()
+    assert wait_for(lambda: ilink.state == "scanned")
+    ilink.confirm()
+    wait_for_state(client, auth, "logged_in")
