@@ -98,14 +98,19 @@ def test_api_state_says_whether_a_code_is_required(ilink_app, run_bot, auth, ili
 
 
 # -- the CLI ------------------------------------------------------------------------------------------
+def qr_fetched(app) -> bool:
+    """Whether someone (the CLI) has fetched the login QR from this app."""
+    requests, _ = app.extensions["geekai.metrics.http"].snapshot()
+    return requests.get(("api.bot_qr", "GET", "200"), 0) > 0
+
+
 def test_login_wait_prompts_for_the_code_on_the_terminal_again_when_wrong(ilink_app, run_bot, auth, ilink, serve):
     run_bot(ilink_app)
     url = serve(ilink_app)
     client = ilink_app.test_client()
 
     def phone():
-        wait_for(lambda: client.get("/api/bot", headers=auth).get_json()["state"] == "waiting_for_scan", timeout=10)
-        wait_for(lambda: False, timeout=1.0)  # the CLI shows the QR
+        assert wait_for(lambda: qr_fetched(ilink_app), timeout=20)  # the CLI has shown the QR
         ilink.scan(code="4821")
         assert wait_for(lambda: ilink.state == "scanned", timeout=20)  # the right code came
         ilink.confirm()
@@ -122,14 +127,24 @@ def test_login_wait_prompts_for_the_code_on_the_terminal_again_when_wrong(ilink_
 
 def test_login_wait_without_a_terminal_says_where_to_enter_the_code(ilink_app, run_bot, auth, ilink, serve):
     run_bot(ilink_app)
-    url = serve(ilink_app)
+    polls = []  # the CLI's looks at the state (the test client's own do not pass here)
+
+    def counted(environ, start_response):
+        if environ["PATH_INFO"] == "/api/bot":
+            polls.append(1)
+        return ilink_app(environ, start_response)
+
+    url = serve(counted)
     client = ilink_app.test_client()
 
     def phone():
-        wait_for(lambda: client.get("/api/bot", headers=auth).get_json()["state"] == "waiting_for_scan", timeout=10)
+        assert wait_for(lambda: qr_fetched(ilink_app), timeout=20)
         ilink.scan(code="4821")
-        wait_for(lambda: False, timeout=2)  # the CLI finds no input and says so; the page takes the code
-        client.post("/api/bot/verify", json={"code": "4821"}, headers=auth)
+        assert wait_for(lambda: client.get("/api/bot", headers=auth).get_json()["verify_code_required"])
+        seen = len(polls)
+        # The CLI looked, found no input and said so; then the page takes the code.
+        assert wait_for(lambda: len(polls) >= seen + 2, timeout=10)
+        assert client.post("/api/bot/verify", json={"code": "4821"}, headers=auth).status_code == 202
         assert wait_for(lambda: ilink.state == "scanned")
         ilink.confirm()
 
