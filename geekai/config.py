@@ -24,6 +24,11 @@ DEFAULTS: dict[str, Any] = {
     "BOT_BACKEND": "wxpy",
     "BOT_REQUIRED": False,
     "WECHAT_BASE_URL": "https://login.weixin.qq.com",
+    # Tencent's official bot API for personal accounts (BOT_BACKEND=ilink).
+    "ILINK_BASE_URL": "https://ilinkai.weixin.qq.com",
+    "ILINK_TOKEN_FILE": "ilink-token.json",
+    # How long getupdates may be held when iLink does not say (its longpolling_timeout_ms).
+    "ILINK_POLL_SECONDS": 35,
     "BOT_LOGIN_TIMEOUT": 60,
     "BOT_RETRY_MAX_SECONDS": 300,
     "BOT_RETRY_FIRST_SECONDS": 5,
@@ -168,6 +173,10 @@ def _nonempty_text(value: Any) -> str:
     return value
 
 
+# wxpy: web WeChat; ilink: Tencent's bot API; demo and demo-ilink: the same against a built-in emulator.
+BACKENDS = ("wxpy", "ilink", "demo", "demo-ilink")
+
+
 @dataclass(frozen=True)
 class Rule:
     parse: Callable[[Any], Any]
@@ -176,11 +185,14 @@ class Rule:
 
 RULES: dict[str, Rule] = {
     "BOT_ENABLED": Rule(_flag, "true or false"),
-    "BOT_BACKEND": Rule(_choice("wxpy", "demo"), "'wxpy' or 'demo'"),
+    "BOT_BACKEND": Rule(_choice(*BACKENDS), "'wxpy', 'ilink', 'demo' or 'demo-ilink'"),
     "BOT_REQUIRED": Rule(_flag, "true or false"),
     "DB_AUTO_UPGRADE": Rule(_flag, "true or false"),
     "DB_POOL_SIZE": Rule(_count, "a whole number >= 0 (connections kept per process; above the server's threads)"),
     "WECHAT_BASE_URL": Rule(_http_url, "an http(s) URL such as https://login.weixin.qq.com"),
+    "ILINK_BASE_URL": Rule(_http_url, "an http(s) URL such as https://ilinkai.weixin.qq.com"),
+    "ILINK_TOKEN_FILE": Rule(_nonempty_text, "a file name (relative to the instance folder) or an absolute path"),
+    "ILINK_POLL_SECONDS": Rule(_seconds(0.1), "a number of seconds >= 0.1 (iLink holds getupdates 35 s)"),
     "BOT_LOGIN_TIMEOUT": Rule(_seconds(0.1), "a number of seconds >= 0.1 (WeChat long-polls ~25 s: use 60 in production)"),
     "BOT_RETRY_MAX_SECONDS": Rule(_seconds(0.1), "a number of seconds >= 0.1"),
     "BOT_RETRY_FIRST_SECONDS": Rule(_seconds(0.01), "a number of seconds >= 0.01"),
@@ -234,6 +246,7 @@ def load(app, test_config: dict | None = None) -> None:
     refuse_in_demo(app.config)
     app.config["PERMANENT_SESSION_LIFETIME"] = app.config["SESSION_LIFETIME_SECONDS"]
     _warn_short_login_timeout(app.config)
+    _warn_short_watchdog(app.config)
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         path = os.path.join(app.instance_path, "geekai.sqlite")
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + path
@@ -245,24 +258,35 @@ _REAL_ONLY = {"PAYMENT_CALLBACK_URL": "unset in demo mode: the emulator's receip
 
 def refuse_in_demo(config) -> None:
     """Demo mode books receipts that anyone with the demo page can make up: they must stay local."""
-    if config["BOT_BACKEND"] != "demo":
+    if config["BOT_BACKEND"] not in ("demo", "demo-ilink"):
         return
     for key, expected in _REAL_ONLY.items():
         if config.get(key):
             raise ConfigError(key, expected, config[key])
 
 
-# The real web WeChat holds each login poll about 25 s before answering.
-WECHAT_LONG_POLL = 25
+# The real web WeChat holds each login poll about 25 s before answering; iLink about 35 s.
+LONG_POLLS = {"wxpy": ("WECHAT_BASE_URL", 25), "ilink": ("ILINK_BASE_URL", 35)}
 
 
 def _warn_short_login_timeout(config) -> None:
     """Against the real WeChat a timeout under its long-poll would end every login poll early."""
-    host = urlsplit(config["WECHAT_BASE_URL"]).hostname or ""
+    if config["BOT_BACKEND"] not in LONG_POLLS:
+        return
+    key, long_poll = LONG_POLLS[config["BOT_BACKEND"]]
+    host = urlsplit(config[key]).hostname or ""
     real = host == "qq.com" or host.endswith((".qq.com", ".wechat.com"))
-    if real and config["BOT_BACKEND"] == "wxpy" and config["BOT_LOGIN_TIMEOUT"] <= WECHAT_LONG_POLL:
+    if real and config["BOT_LOGIN_TIMEOUT"] <= long_poll:
         logger.warning("BOT_LOGIN_TIMEOUT is %s s, but WeChat holds a login poll about %s s: "
-                       "logins will time out; use 60", config["BOT_LOGIN_TIMEOUT"], WECHAT_LONG_POLL)
+                       "logins will time out; use 60", config["BOT_LOGIN_TIMEOUT"], long_poll)
+
+
+def _warn_short_watchdog(config) -> None:
+    """iLink holds a quiet getupdates ~35 s: a watchdog that waits less restarts a healthy bot."""
+    if config["BOT_BACKEND"] == "ilink" and config["WATCHDOG_SECONDS"] <= config["ILINK_POLL_SECONDS"] + 5:
+        logger.warning("WATCHDOG_SECONDS is %s s, but iLink may hold a wait for messages %s s: the watchdog "
+                       "would restart a bot that is only quiet; use at least %s", config["WATCHDOG_SECONDS"],
+                       config["ILINK_POLL_SECONDS"], config["ILINK_POLL_SECONDS"] + 10)
 
 
 # GEEKAI_* variables read by app.py and the CLI rather than by the app's config.

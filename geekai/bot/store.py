@@ -23,7 +23,7 @@ from ..redaction import redact_text
 logger = logging.getLogger(__name__)
 
 # Fields of the state row that describe one state only and are cleared on each transition.
-_PER_STATE_FIELDS = ("detail", "next_retry_at", "qr_expires_at", "qr_png")
+_PER_STATE_FIELDS = ("detail", "next_retry_at", "qr_expires_at", "qr_png", "verify_code")
 # The writer's pause after a failed write grows to this; each write itself may wait out SQLite's
 # busy timeout first.
 _RETRY_MAX_SECONDS = 2.0

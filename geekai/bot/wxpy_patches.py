@@ -14,13 +14,12 @@ import sys
 import threading
 
 from . import bounded_http
+from .backend import UNREADABLE
 from .errors import BackendUnavailable, StopRequested
 from .session_cache import RESTRICTED_PICKLE
 
 logger = logging.getLogger(__name__)
 
-# The type of a message that itchat or wxpy could not read; handlers still get its raw form.
-UNREADABLE = "Unreadable"
 
 # The attempt (AttemptContext) of the thread that is constructing a Bot, if any.
 local = threading.local()
