@@ -239,8 +239,10 @@
   }, 1000);
 
   // ----- controls ---------------------------------------------------------------------------
-  function submit(form) {
-    return fetch(form.action, { method: "POST", credentials: "same-origin", body: new FormData(form),
+  function submit(form, submitter) {
+    // A button with its own formaction (the phone's forged payment) posts the same fields elsewhere.
+    var action = (submitter && submitter.getAttribute("formaction")) || form.action;
+    return fetch(action, { method: "POST", credentials: "same-origin", body: new FormData(form),
       headers: { Accept: "application/json" } })
       .then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (body) {
@@ -310,7 +312,8 @@
     phone.querySelectorAll("form.phone-action").forEach(function (form) {
       form.addEventListener("submit", function (event) {
         event.preventDefault();
-        submit(form).then(function (view) {
+        submit(form, event.submitter).then(function (view) {
+          showError(null);
           renderPhone(view);
           if (form.classList.contains("send")) { $("phone-text").value = ""; }
         }).catch(showError);

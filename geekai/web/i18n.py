@@ -93,6 +93,13 @@ TEXT = {
     "phone_expire": {"zh": "让二维码过期", "en": "Expire the QR"},
     "phone_logout": {"zh": "从手机退出", "en": "Log out from the phone"},
     "phone_send": {"zh": "发送", "en": "Send"},
+    "phone_pay_hint": {"zh": "模拟一笔微信支付收款：备注里写上订单号即可让订单变为已支付；“伪造”由改名为“微信支付”的好友发出，会被拒收。",
+                       "en": "Simulate a WeChat Pay receipt: put an order's code in the note to pay that order; "
+                             "\"Forge\" sends it from a friend renamed 微信支付, and it is rejected."},
+    "phone_amount": {"zh": "金额（元）", "en": "Amount (yuan)"},
+    "phone_note": {"zh": "付款备注", "en": "Payer's note"},
+    "phone_pay": {"zh": "发送收款通知", "en": "Send a payment notice"},
+    "phone_forge": {"zh": "伪造一条", "en": "Forge one"},
     "phone_text": {"zh": "给机器人发消息", "en": "Text the bot"},
     "phone_delivered": {"zh": "机器人已收到", "en": "received by the bot"},
     "phone_pending": {"zh": "等待机器人接收", "en": "waiting for the bot"},
