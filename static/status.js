@@ -56,6 +56,9 @@
     box.querySelectorAll("[data-when]").forEach(function (el) {
       el.hidden = el.dataset.when.split(" ").indexOf(s.state) < 0;
     });
+    box.querySelectorAll("button[data-enabled-in]").forEach(function (button) {
+      button.disabled = button.dataset.enabledIn.split(" ").indexOf(s.state) < 0;
+    });
     if (qrChanged) { $("qr").src = $("qr").dataset.url + "?t=" + encodeURIComponent(s.since); }
     $("qr-countdown").dataset.deadline = s.qr_expires_at || "";
     $("retry-countdown").dataset.deadline = s.next_retry_at || "";
@@ -87,6 +90,8 @@
 
   function tick() {
     var qr = $("qr-countdown"), retry = $("retry-countdown");
+    qr.hidden = retry.hidden = lostSince !== null;  // a countdown from a state nobody vouches for
+    if (lostSince !== null) { return; }
     if (qr.dataset.deadline) {
       var left = (new Date(qr.dataset.deadline) - Date.now()) / 1000;
       qr.textContent = left > 0 ? T.qr_expires_in.replace("{t}", clock(left)) : T.qr_expired_wait;
@@ -176,11 +181,25 @@
     refreshPhone();
   }
 
+  // Nothing answers (neither the stream nor a poll): the page cannot vouch for what it shows. The
+  // service line says since when, the QR goes (it may be dead), countdowns stop; all comes back
+  // with the next answer.
+  var lostSince = null;
+  var serviceLine = $("service-line"), serviceUp = serviceLine.textContent;
   function setMode(next) {
     mode = next;
     var el = $("live-mode");
     el.dataset.mode = next;
     el.textContent = next === "live" ? "● " + T.live : next === "polling" ? "○ " + T.polling : T.offline;
+    var lost = next === "offline";
+    if (lost && lostSince === null) { lostSince = new Date(); }
+    if (!lost) { lostSince = null; }
+    document.body.classList.toggle("connection-lost", lost);
+    serviceLine.className = lost ? "up lost" : "up";
+    serviceLine.textContent = lost ? "✖ " + T.connection_lost_since.replace("{t}",
+      pad(lostSince.getHours()) + ":" + pad(lostSince.getMinutes())) : serviceUp;
+    $("qr").hidden = lost;
+    tick();
   }
 
   // ----- polling, the fallback --------------------------------------------------------------
@@ -259,6 +278,8 @@
   document.querySelectorAll("form.control").forEach(function (form) {
     form.addEventListener("submit", function (event) {
       event.preventDefault();
+      var question = form.querySelector("button").dataset.confirm;
+      if (question && !window.confirm(question)) { return; }
       // Polling: look now, restarting the one polling chain rather than adding another.
       submit(form).then(function () { showError(null); if (mode !== "live") { stopPolling(); startPolling(); } })
         .catch(showError);

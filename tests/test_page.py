@@ -124,6 +124,14 @@ def test_uptime_counts_the_state_held_when_the_window_opened(app):
     assert stats["7d"]["logins"] == 1
 
 
+def test_uptime_is_unknown_until_an_hour_was_observed(app):
+    """Just after the first login the service has existed for minutes: no 0.1% over a day it never ran."""
+    start = add_events(app, (0, "stopped", "starting", "system"), (1, "starting", "logged_in", "bot"))
+    with app.app_context():
+        assert bot_stats(now=start + timedelta(minutes=59))["24h"]["uptime_percent"] is None
+        assert bot_stats(now=start + timedelta(minutes=61))["24h"]["uptime_percent"] == round(100 * 60 / 61, 1)
+
+
 def test_uptime_unknown_without_history(app, client, auth):
     assert client.get("/api/bot/stats", headers=auth).get_json()["24h"] == \
         {"logins": 0, "failures": 0, "uptime_percent": None}
