@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import click
 
 from . import ROOT
+from .display_time import LABEL, shown
 
 DEFAULT_URL = "http://127.0.0.1:5000"
 LOGGED_IN, NOT_LOGGED_IN, TROUBLE = 0, 1, 2
@@ -199,7 +200,7 @@ def _describe(state: dict) -> str:
     if state.get("reason"):
         text += f": {state['reason']}"
     if state.get("since"):
-        text += f" (since {state['since']})"
+        text += f" (since {shown(state['since'])} {LABEL})"
     return text
 
 
@@ -254,7 +255,8 @@ def login(client: Client, wait: bool, timeout: float, invert: bool):
             if png and png != shown_qr:
                 shown_qr = png
                 click.echo(render_qr(png, invert=invert))
-                click.echo(f"scan this QR with WeChat on the bot's phone (expires {state.get('qr_expires_at')})")
+                click.echo(f"scan this QR with WeChat on the bot's phone (expires {shown(state.get('qr_expires_at'))} "
+                           f"{LABEL})")
                 if not wait:
                     sys.exit(0)  # the QR is out; the deploy script goes on
         elif name != shown_state and name in ("waiting_for_confirm", "retrying", "starting"):
@@ -316,8 +318,10 @@ def events(client: Client, limit: int, as_json: bool):
     if as_json:
         click.echo(json.dumps(answer["events"], ensure_ascii=False, indent=1))
         return
+    click.echo(f"{'time (' + LABEL + ')':<19}  {'from':>19} -> {'to':<19}  {'by':<12}  reason")
     for event in answer["events"]:
-        click.echo(f"{event['at']}  {event['from']:>19} -> {event['to']:<19}  {event['actor']:<12}  {event['reason']}")
+        click.echo(f"{shown(event['at'])}  {event['from']:>19} -> {event['to']:<19}  {event['actor']:<12}  "
+                   f"{event['reason']}")
 
 
 # -- the QR in a terminal ----------------------------------------------------------------------

@@ -21,12 +21,19 @@
   // ----- small helpers ------------------------------------------------------------------
   function $(id) { return document.getElementById(id); }
   function pad(n) { return (n < 10 ? "0" : "") + n; }
+  // Every time is China time (UTC+8, no daylight saving), as on the other pages and in the CLI
+  // (geekai/display_time.py): the same wall clock whatever this device's zone.
+  var UTC_OFFSET_MS = 8 * 3600 * 1000;
   function localTime(iso) {
     if (!iso) { return "—"; }
-    var d = new Date(iso);
+    var d = new Date(Date.parse(iso) + UTC_OFFSET_MS);
     if (isNaN(d)) { return iso; }
-    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
-      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+    return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " +
+      pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds());
+  }
+  function hourMinute(date) {
+    var d = new Date(date.getTime() + UTC_OFFSET_MS);
+    return pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes());
   }
   function setTime(el, iso) {
     el.setAttribute("datetime", iso || "");
@@ -196,8 +203,7 @@
     if (!lost) { lostSince = null; }
     document.body.classList.toggle("connection-lost", lost);
     serviceLine.className = lost ? "up lost" : "up";
-    serviceLine.textContent = lost ? "✖ " + T.connection_lost_since.replace("{t}",
-      pad(lostSince.getHours()) + ":" + pad(lostSince.getMinutes())) : serviceUp;
+    serviceLine.textContent = lost ? "✖ " + T.connection_lost_since.replace("{t}", hourMinute(lostSince)) : serviceUp;
     $("qr").hidden = lost;
     tick();
   }

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from datetime import datetime, timedelta
 
 import pyqrcode
 import pytest
@@ -127,9 +128,14 @@ def test_logout_and_events(bot_app, run_bot, emulator, serve, auth):
     result = runner.invoke(args=["bot", "logout"], env=env)
     assert result.exit_code == 0 and result.output.startswith("needs_login")
     events = runner.invoke(args=["bot", "events", "--limit", "2"], env=env)
-    lines = events.output.strip().splitlines()
+    header, *lines = events.output.strip().splitlines()
     assert events.exit_code == 0 and len(lines) == 2
+    assert header.startswith("time (UTC+8)")
     assert "logged_in -> needs_login" in " ".join(lines[0].split()) and "api token" in lines[0]
+    # China time, as on the page: the API's UTC moment plus 8 hours.
+    newest = runner.invoke(args=["bot", "events", "--json", "--limit", "1"], env=env)
+    at = datetime.fromisoformat(json.loads(newest.output)[0]["at"].replace("Z", "+00:00"))
+    assert lines[0].startswith((at + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M:%S"))
     as_json = json.loads(runner.invoke(args=["bot", "events", "--json", "--limit", "1"], env=env).output)
     assert as_json[0]["to"] == "needs_login"
 

@@ -44,6 +44,8 @@ TEXT = {
     "older": {"zh": "更早的记录", "en": "Older entries"},
     "no_more": {"zh": "没有更早的记录", "en": "No older entries"},
     "time": {"zh": "时间", "en": "Time"},
+    "time_zone": {"zh": "北京时间", "en": "China time, UTC+8"},
+    "times_are": {"zh": "本站所有时间均为北京时间（UTC+8）。", "en": "All times here are China time (UTC+8), whatever this device's zone."},
     "change": {"zh": "变化", "en": "Change"},
     "by": {"zh": "操作者", "en": "By"},
     "counters": {"zh": "统计", "en": "Counters"},
