@@ -457,3 +457,38 @@ def test_ilink_demo_phone_in_chinese(server, browser, shoot):
     wait_until(browser, lambda d: "机器人已收到" in d.find_element(By.ID, "phone-chat").text,
                message="the bot never fetched the text")
     shoot(browser, "12-demo-ilink-zh-logged-in")
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_every_page_fits_a_phone_without_sideways_scrolling(server, browser, lang):
+    """360 and 390 px wide, with the long values that used to push pages sideways: 28-digit
+    transaction ids, long notes and reasons, callback URLs and their errors."""
+    svc = server("--demo", GEEKAI_PAYMENT_CALLBACK_URL="",
+                 GEEKAI_ALERT_WEBHOOK_URL="http://127.0.0.1:9/a-rather-long-webhook-path/that/does/not/answer?key=x")
+    sign_in(browser, svc.url, lang=lang)
+    wait_for_page_state(browser, "waiting_for_scan", timeout=15)
+    browser.find_element(By.ID, "phone-confirm").click()
+    wait_for_page_state(browser, "logged_in", timeout=15)
+    order = api(svc, "POST", "/api/orders", {"amount": "123456.78", "reference": "r" * 60})
+    for note in (order["code"], "备注" * 40, "x" * 100):
+        browser.find_element(By.ID, "phone-note").clear()
+        browser.find_element(By.ID, "phone-note").send_keys(note)
+        browser.find_element(By.ID, "phone-pay").click()
+    browser.find_element(By.ID, "phone-forge").click()
+    assert wait_for(lambda: len(api(svc, "GET", "/api/payments/notices")["notices"]) >= 4, timeout=15)
+    browser.find_element(By.ID, "phone-logout").click()  # an alert incident and its delivery attempts
+    wait_for_page_state(browser, "waiting_for_scan", timeout=15)
+    overflowing = []
+    for width in (360, 390):
+        browser.set_window_size(width, 1400)
+        for path in ("/", "/payments", "/payments?status=rejected", "/orders", "/deliveries"):
+            browser.get(f"{svc.url}{path}")
+            wide = browser.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth, Array.from("
+                "document.querySelectorAll('body *')).filter(function (e) { var r = e.getBoundingClientRect();"
+                " return r.right > window.innerWidth + 1; }).slice(0, 3).map(function (e) {"
+                " return e.tagName + (e.id ? '#' + e.id : '') + '.' + e.className; })]")
+            if wide[0] > wide[1]:
+                overflowing.append((width, path, wide))
+    browser.set_window_size(1200, 1300)
+    assert overflowing == []
