@@ -385,7 +385,7 @@ def test_the_csp_blocks_nothing_the_pages_use_and_no_other_site_can_frame_them(s
             pass
 
     other_site = ThreadingHTTPServer(("localhost", 0), Framer)  # another origin than 127.0.0.1
-    threading.Thread(target=other_site.serve_forever, daemon=True).start()
+    threading.Thread(target=other_site.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         browser.get(f"http://localhost:{other_site.server_address[1]}/")
 
