@@ -173,7 +173,8 @@ def test_alert_card_shows_open_incident_and_failed_deliveries(make_app):
     sign_in(client)
     html = client.get("/?lang=en").get_data(as_text=True)
     assert re.search(r'id="alert-channels">\s*webhook', html)
-    assert "#1 down: WeChat ended the session" in html
+    assert "#1 bot offline: WeChat ended the session" in html
+    assert "#1 机器人掉线: 微信结束了会话" in client.get("/?lang=zh").get_data(as_text=True)
     assert re.search(r'id="alerts-failed" class="error">1', html) and "see the deliveries" in html
 
 

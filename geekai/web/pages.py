@@ -7,6 +7,7 @@ from ..alerts.views import summary as alerts_summary
 from .api import current_state, event_page
 from .auth import is_admin
 from .demo import demo_enabled, ilink_demo
+from .reasons import annotate_alerts
 from .stats import bot_stats
 from .stream import HISTORY_PAGE
 
@@ -35,5 +36,5 @@ def index():
     return render_template("index.html", admin=True, online=online, state=state,
                            events=events, older_url=older_url, page_size=HISTORY_PAGE,
                            stats=bot_stats(), demo=demo_enabled(current_app), demo_ilink=ilink_demo(current_app),
-                           alerts=alerts_summary(), control_states=CONTROL_STATES, confirm=CONFIRM)
+                           alerts=annotate_alerts(alerts_summary()), control_states=CONTROL_STATES, confirm=CONFIRM)
 
