@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
-from ..alerts.views import summary as alerts_summary
+from .alerts import summary as alerts_summary
 from .api import current_state, event_page
 from .auth import is_admin
 from .demo import demo_enabled, ilink_demo

@@ -5,13 +5,13 @@ import uuid
 
 from flask import Blueprint, current_app, jsonify, request
 
+from ..alerts import channels
+from ..alerts.incidents import open_incident
+from ..alerts.models import Incident
+from ..alerts.notices import send_one_off
 from ..db import db
-from ..web.auth import admin_required
-from ..web.params import limit_arg
-from . import channels
-from .incidents import open_incident  # noqa: F401 (also views.open_incident, for older callers)
-from .models import Incident
-from .notices import send_one_off
+from .auth import admin_required
+from .params import limit_arg
 
 bp = Blueprint("alerts", __name__, url_prefix="/api/alerts")
 
