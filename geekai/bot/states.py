@@ -1,4 +1,10 @@
-"""The bot's states and the transitions allowed between them (DESIGN.md)."""
+"""The bot's states and the transitions allowed between them (docs/architecture.md has the table).
+
+The table is true: every transition the supervisor makes is in it (the supervisor logs an ERROR
+"unexpected bot transition" otherwise, and the tests fail on that line). A process that starts
+running the bot replaces whatever state the previous one left with STOPPED or DISABLED
+(`AT_START`): not a transition the bot made, so it is apart.
+"""
 from __future__ import annotations
 
 DISABLED = "disabled"
@@ -31,6 +37,10 @@ _NEXT = {
 }
 ALLOWED = {state: targets | ({STOPPED, ERROR} if state != DISABLED else set())
            for state, targets in _NEXT.items()}
+
+
+# What a starting process writes over the previous one's state (geekai/bot/store.py replace_previous).
+AT_START = (STOPPED, DISABLED)
 
 
 def is_allowed(old: str, new: str) -> bool:
