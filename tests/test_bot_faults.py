@@ -100,7 +100,7 @@ def test_database_is_in_wal_mode(app):
 def test_a_transition_missing_from_the_table_is_logged_as_an_error(make_app, run_bot, caplog):
     """What the autouse check in conftest.py reads: the supervisor names any transition outside
     geekai/bot/states.py (here forced: a disabled bot is never started by the service itself)."""
-    from geekai.bot import states
+    from geekai import states
 
     app = make_app(BOT_ENABLED=False)
     supervisor = run_bot(app).supervisor

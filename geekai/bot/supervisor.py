@@ -19,8 +19,8 @@ from datetime import datetime, timedelta, timezone
 
 from apscheduler.jobstores.base import JobLookupError
 
-from .. import backoff
-from . import errors, states
+from .. import backoff, states
+from . import errors
 from .backend import Backend, IncomingMessage
 from ..db import utcnow
 
@@ -114,7 +114,7 @@ class BotSupervisor:
             # Stopped outside the lock (it may wait on WeChat); the next attempt waits for it, so
             # that it finds the session cache saved, not half written.
             self._closing = threading.Event()
-            self._after_failure(errors.TRANSIENT, f"watchdog: {problem}", actor="watchdog")
+            self._after_failure(errors.TRANSIENT, f"watchdog: {problem}", actor=states.Actor.WATCHDOG)
         try:
             session.stop()
         finally:

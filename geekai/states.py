@@ -7,18 +7,48 @@ running the bot replaces whatever state the previous one left with STOPPED or DI
 """
 from __future__ import annotations
 
-DISABLED = "disabled"
-STOPPED = "stopped"
-STARTING = "starting"
-WAITING_FOR_SCAN = "waiting_for_scan"
-WAITING_FOR_CONFIRM = "waiting_for_confirm"
-LOGGED_IN = "logged_in"
-RETRYING = "retrying"
-NEEDS_LOGIN = "needs_login"
-ERROR = "error"
+from enum import StrEnum
 
-ALL = (DISABLED, STOPPED, STARTING, WAITING_FOR_SCAN, WAITING_FOR_CONFIRM,
-       LOGGED_IN, RETRYING, NEEDS_LOGIN, ERROR)
+
+class State(StrEnum):
+    """The bot's states; each is its own string, as stored and as the API shows it."""
+
+    DISABLED = "disabled"
+    STOPPED = "stopped"
+    STARTING = "starting"
+    WAITING_FOR_SCAN = "waiting_for_scan"
+    WAITING_FOR_CONFIRM = "waiting_for_confirm"
+    LOGGED_IN = "logged_in"
+    RETRYING = "retrying"
+    NEEDS_LOGIN = "needs_login"
+    ERROR = "error"
+
+
+class Actor(StrEnum):
+    """Who made a transition: the history's "by" column."""
+
+    BOT = "bot"                  # the bot on its own (a login step, a failure, a recovery)
+    WATCHDOG = "watchdog"        # the watchdog restarted a silent or dead session
+    SYSTEM = "system"            # the service itself (start, shutdown)
+    LEASE = "lease"              # another process took over the bot (geekai/bot/lease.py)
+    ADMIN_WEB = "admin (web)"    # an admin on the status page
+    API_TOKEN = "api token"      # a script with the bearer token
+    ADMIN = "admin"              # an admin, by older releases' rows
+
+
+ADMINS = (Actor.ADMIN_WEB, Actor.API_TOKEN, Actor.ADMIN)
+
+
+def by_admin(actor: str) -> bool:
+    """Whether a person (an admin on the page or a script with the token) made the transition."""
+    return actor in ADMINS or actor.startswith("admin")
+
+
+DISABLED, STOPPED, STARTING = State.DISABLED, State.STOPPED, State.STARTING
+WAITING_FOR_SCAN, WAITING_FOR_CONFIRM, LOGGED_IN = State.WAITING_FOR_SCAN, State.WAITING_FOR_CONFIRM, State.LOGGED_IN
+RETRYING, NEEDS_LOGIN, ERROR = State.RETRYING, State.NEEDS_LOGIN, State.ERROR
+
+ALL = tuple(State)
 
 # Where each state may go. Every state may go to STOPPED (admin stop, shutdown) and to
 # ERROR (a permanent failure can surface anywhere); those are added below.
