@@ -12,7 +12,8 @@ def init_app(app) -> None:
     """Register the evaluation job and the outbox's delivery job (GET /api/alerts: geekai/web/alerts.py)."""
     from .. import outbox
     from ..jobs import register_job
-    from . import incidents
+    from . import incidents, robot_answers
 
     outbox.init_app(app)
+    robot_answers.register()
     register_job(app, "alerts-evaluate", incidents.evaluate, app.config["ALERT_CHECK_SECONDS"])
