@@ -194,7 +194,7 @@ def test_every_time_on_the_pages_is_china_time_and_says_so(app, client):
     """One rule for the status page, the payments pages and the CLI (geekai/display_time.py)."""
     from geekai.display_time import shown
 
-    add_events(app, (0, "stopped", "starting", "system"))
+    record(app, "stopped", "starting", "service started", actor="system")
     sign_in(client)
     for lang, label in (("zh", "北京时间（UTC+8）"), ("en", "China time (UTC+8)")):
         for path in ("/", "/payments", "/orders", "/deliveries"):
