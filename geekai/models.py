@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Index, Integer, LargeBinary, String, Text, and_, or_
+from sqlalchemy import Boolean, Index, Integer, LargeBinary, String, Text, and_
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .db import db, isoformat, utcnow
@@ -110,8 +110,7 @@ class BotCommand(db.Model):
 
 
 # SQL: a watchdog restart, i.e. the bot was taken out of logged_in because it stopped syncing.
-WATCHDOG_RESTART = and_(BotEvent.from_state == State.LOGGED_IN,
-                        or_(BotEvent.actor == Actor.WATCHDOG, BotEvent.reason.startswith("watchdog:")))
+WATCHDOG_RESTART = and_(BotEvent.from_state == State.LOGGED_IN, BotEvent.actor == Actor.WATCHDOG)
 
 
 class IlinkSync(db.Model):

@@ -86,10 +86,12 @@ def test_logout_from_phone_alerts_once_and_recovers_once_though_the_receiver_was
     by_path = {r["path"]: WebhookReceiver.json(r) for r in receiver.accepted()
                if r["headers"]["idempotency-key"].startswith(f"incident-{incident['id']}-opened")}
     generic = by_path["/webhook"]
-    assert generic["event"] == "incident.opened" and generic["state"] == "waiting_for_scan"
+    # The state when the incident opened: past the grace time the bot may still be starting (a loaded
+    # machine) or already show the new QR.
+    assert generic["event"] == "incident.opened" and generic["state"] in ("starting", "waiting_for_scan")
     assert generic["status_page"] == "https://bot.example.com/" and "1101" in generic["reason"]
     assert by_path["/wecom"]["msgtype"] == "markdown" and "https://bot.example.com/" in by_path["/wecom"]["markdown"]["content"]
-    assert by_path["/dingtalk"]["msgtype"] == "text" and "waiting_for_scan" in by_path["/dingtalk"]["text"]["content"]
+    assert by_path["/dingtalk"]["msgtype"] == "text" and generic["state"] in by_path["/dingtalk"]["text"]["content"]
     assert by_path["/feishu"]["msg_type"] == "text" and "geekai" in by_path["/feishu"]["content"]["text"]
 
 

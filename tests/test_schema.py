@@ -209,3 +209,26 @@ def test_an_old_postgresql_database_gets_64_bit_amounts_and_keeps_its_rows(tmp_p
     finally:
         engine.dispose()
         postgres.drop(url)
+
+
+def test_alert_deliveries_and_watchdog_restarts_of_older_releases_are_named_by_column(tmp_path):
+    """Migration 0007: an older release's alert messages get their incident from their key, once;
+    its watchdog restarts (actor "bot", reason "watchdog: ...") get the actor "watchdog"."""
+    path = last_release_database(tmp_path / "instance")
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO outbox VALUES (3, 'alert.webhook', 'http', 'http://127.0.0.1:9/a', '{}', '{}', "
+                     "'incident-1-opened-webhook', NULL, 'delivered', 1, '2026-11-29 10:02:00', '', NULL, "
+                     "'2026-11-29 10:02:00', '2026-11-29 10:02:01')")
+        conn.execute("INSERT INTO outbox VALUES (4, 'alert.wecom', 'http', 'http://127.0.0.1:9/b', '{}', '{}', "
+                     "'test-0123456789ab-wecom', NULL, 'failed', 5, '2026-11-29 11:00:00', 'HTTP 500', NULL, "
+                     "'2026-11-29 11:00:00', NULL)")
+        conn.execute("INSERT INTO bot_event VALUES (5, '2026-11-30 09:00:00.000000', 'logged_in', 'starting', "
+                     "'watchdog: no sync with WeChat for 50 s (limit 45 s)', '', 'bot')")
+    app = build(tmp_path / "instance")
+    client = app.test_client()
+    [incident] = client.get("/api/alerts", headers=AUTH).get_json()["incidents"]
+    assert [(d["id"], d["notice"], d["channel"]) for d in incident["deliveries"]] == [(3, "opened", "webhook")]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT incident_id, notice, channel FROM alert_delivery WHERE outbox_id = 4").fetchone() \
+            == (None, "test", "wecom")
+        assert conn.execute("SELECT actor FROM bot_event WHERE id = 5").fetchone() == ("watchdog",)

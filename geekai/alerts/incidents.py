@@ -16,6 +16,7 @@ from ..db import db, utcnow
 from ..models import STATE_ROW_ID, WATCHDOG_RESTART, BotEvent, BotState
 from . import channels
 from .models import DOWN, ERROR, FLAPPING, NEEDS_LOGIN, Incident
+from .notices import record_delivery
 
 logger = logging.getLogger(__name__)
 
@@ -182,5 +183,6 @@ def _notify(incident: Incident, notice: str, config, suffix: str = "") -> None:
 
     for message in channels.build(incident, notice, config):
         key = f"incident-{incident.id}-{notice}{suffix}-{message.channel}"
-        outbox.enqueue(message.topic, message.transport, message.target, message.payload,
-                       key=key, headers=message.headers)
+        queued = outbox.enqueue(message.topic, message.transport, message.target, message.payload,
+                                key=key, headers=message.headers)
+        record_delivery(queued, incident.id, notice + suffix, message.channel)

@@ -46,3 +46,20 @@ class Incident(db.Model):
             "reminders": self.reminders,
             "close_reason": self.close_reason,
         }
+
+
+class AlertDelivery(db.Model):
+    """Which incident (and which of its notices) an alert message in the outbox belongs to.
+
+    One row per outbox message an alert queued; `incident_id` is None for a one-off notice (a test,
+    a forged payment). So the page and the API find an incident's deliveries by this column, never
+    by taking the outbox's idempotency keys apart.
+    """
+
+    __tablename__ = "alert_delivery"
+    __table_args__ = (Index("ix_alert_delivery_incident", "incident_id"),)
+
+    outbox_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    incident_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    notice: Mapped[str] = mapped_column(String(32))   # opened, reminderN, resolved; test, forged_payment
+    channel: Mapped[str] = mapped_column(String(32))  # webhook, wecom, dingtalk, feishu, email

@@ -7,9 +7,10 @@ from flask import Blueprint, current_app, jsonify
 
 from ..alerts import channels
 from ..alerts.incidents import open_incident
-from ..alerts.models import Incident
+from ..alerts.models import AlertDelivery, Incident
 from ..alerts.notices import send_one_off
 from ..db import db
+from ..outbox import OutboxMessage
 from .auth import admin_required
 from .params import limit_arg
 
@@ -17,36 +18,20 @@ bp = Blueprint("alerts", __name__, url_prefix="/api/alerts")
 
 
 def _deliveries(incident_ids: list[int]) -> dict[int, list[dict]]:
-    """The deliveries of each of these incidents, in one query."""
-    from ..outbox import OutboxMessage
-
+    """The deliveries of each of these incidents, in one query (alert_delivery names them)."""
     found: dict[int, list[dict]] = {incident_id: [] for incident_id in incident_ids}
     if not incident_ids:
         return found
-    prefixes = [OutboxMessage.idempotency_key.startswith(f"incident-{i}-", autoescape=True) for i in incident_ids]
-    rows = db.session.execute(db.select(OutboxMessage).where(db.or_(*prefixes))
-                              .order_by(OutboxMessage.id)).scalars()
-    for row in rows:
-        found[int(row.idempotency_key.split("-")[1])].append(_delivery(row))
+    rows = db.session.execute(db.select(OutboxMessage, AlertDelivery)
+                              .join(AlertDelivery, AlertDelivery.outbox_id == OutboxMessage.id)
+                              .where(AlertDelivery.incident_id.in_(incident_ids)).order_by(OutboxMessage.id)).all()
+    for message, delivery in rows:
+        found[delivery.incident_id].append(_delivery(message, delivery))
     return found
 
 
-# The idempotency key's prefix -> the one-off notice it belongs to (see send_one_off's callers).
-ONE_OFF_PREFIXES = {"test-": channels.TEST, "forged-payment-": channels.FORGED_PAYMENT}
-
-
-def _notice(key: str) -> str:
-    """opened / reminderN / resolved for an incident's message, else the one-off notice's kind."""
-    if key.startswith("incident-"):
-        return key.split("-")[2]
-    return next((kind for prefix, kind in ONE_OFF_PREFIXES.items() if key.startswith(prefix)), "other")
-
-
-def _delivery(row) -> dict:
-    shown = row.to_dict()
-    shown["channel"] = row.topic.removeprefix("alert.")
-    shown["notice"] = _notice(row.idempotency_key)
-    return shown
+def _delivery(message: OutboxMessage, delivery: AlertDelivery) -> dict:
+    return message.to_dict() | {"channel": delivery.channel, "notice": delivery.notice}
 
 
 def delivery_counts() -> dict:
@@ -90,4 +75,4 @@ def send_test():
     db.session.commit()
     if not queued:
         return jsonify(error="no alert channel is configured (ALERT_*_URL, ALERT_SMTP_URL + ALERT_EMAIL_TO)"), 409
-    return jsonify(deliveries=[_delivery(m) for m in queued]), 202
+    return jsonify(deliveries=[_delivery(m, db.session.get(AlertDelivery, m.id)) for m in queued]), 202
