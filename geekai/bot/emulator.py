@@ -269,11 +269,6 @@ class WeChatEmulator(FakeServer):
         with self._cond:
             return len(self._inbox)
 
-    @property
-    def contacts(self):
-        """A copy of the account's contact list (friends, a group, official accounts)."""
-        return copy.deepcopy(self._contacts)
-
     def friend_username(self, nick_name):
         """UserName of the friend (VerifyFlag 0, not a group) with this nick name."""
         return self._find_username(nick_name, lambda c: c["VerifyFlag"] == 0

@@ -24,7 +24,6 @@ from .errors import SessionRejected, StopRequested, WeChatBadAnswer, WeChatTimeo
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://ilinkai.weixin.qq.com"
 # The protocol revision this client follows (docs/protocol.md): base_info.channel_version, and
 # iLink-App-ClientVersion as 0x00MMNNPP in decimal. bot_agent only names the client in their logs.
 CHANNEL_VERSION = "2.4.8"

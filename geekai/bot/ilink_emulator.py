@@ -48,7 +48,6 @@ class LoginQr:
         self.status = "wait"        # wait, scaned, need_verifycode, confirmed, expired, verify_code_blocked
         self.code = None            # the number the phone shows when a code is asked
         self.wrong_codes = 0
-        self.redirected = False
         self.told = None            # the status last answered to a poll
         self.answer = None          # the confirmed answer, with the bot token
 
@@ -378,7 +377,6 @@ class IlinkEmulator(FakeServer):
                 status = qr.status
                 if self.redirect and status != "wait" and not on_redirect_host:
                     # Once scanned, this host only points to the other one.
-                    qr.redirected = True
                     return self._json({"status": "scaned_but_redirect", "redirect_host": self.redirect_host})
                 if status != qr.told or time.monotonic() >= deadline:
                     qr.told = status
