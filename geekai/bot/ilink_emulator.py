@@ -1,8 +1,8 @@
 """A fake iLink bot server (Tencent's official bot API for personal WeChat), for tests and the demo.
 
 Written from the public protocol: Tencent/openclaw-weixin docs/protocol.md, src/api/types.ts,
-src/auth/login-qr.ts and /work/shared/ILINK_NOTES.md. It plays both the server and the person's
-phone: tests (or the demo page) call scan(), confirm(), enter the code, send_text(),
+src/auth/login-qr.ts (summed up in docs/protocol-notes.md#ilink-tencents-bot-api-for-personal-accounts).
+It plays both the server and the person's phone: tests (or the demo page) call scan(), confirm(), enter the code, send_text(),
 expire_qr(), expire_session() and set_fault() while the real adapter logs in and long-polls
 against it. It also plays the protocol's ambiguities, one variant each: get_bot_qrcode by GET
 only or POST only, getupdates answers without longpolling_timeout_ms, message ids above 2**53

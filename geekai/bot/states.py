@@ -1,4 +1,4 @@
-"""The bot's states and the transitions allowed between them (DESIGN.md)."""
+"""The bot's states and the transitions allowed between them (docs/architecture.md#the-bots-states)."""
 from __future__ import annotations
 
 DISABLED = "disabled"

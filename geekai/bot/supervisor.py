@@ -33,7 +33,7 @@ def backoff_delay(failures: int, first: float, cap: float, rng=random.random) ->
 
 
 class BotSupervisor:
-    """Drives a Backend through the states of DESIGN.md and records every transition."""
+    """Drives a Backend through the states of states.py and records every transition."""
 
     def __init__(self, backend: Backend, store, scheduler, config: dict, rng=random.random):
         self.backend = backend
