@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from geekai.bot import states
+from geekai import states
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
