@@ -356,6 +356,9 @@
   setInterval(function () { getJSON("/api/bot/stats").then(renderStats).catch(function () {}); }, 60000);
 
   localizeTimes(document);
+  var moreBefore = !older.hidden;  // the server knows whether rows older than its first page exist
+  addEvents(JSON.parse($("first-events").textContent), true);
+  older.hidden = !moreBefore;
   tick();
   refreshPhone();
   connect();
