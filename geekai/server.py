@@ -75,7 +75,8 @@ def fit_streams(app, threads: int) -> None:
 
 
 def _raise_exit(signum, _frame):
-    # waitress's run() catches SystemExit and closes its sockets; the bot is stopped after it.
+    # waitress's run() catches SystemExit and closes its sockets; the bot is stopped after it
+    # (docs/protocol-notes.md#11-waitress-swallows-systemexit-from-a-signal-handler).
     # Later signals are ignored: the shutdown below is bounded by BOT_STOP_GRACE_SECONDS.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -96,9 +96,6 @@ class Deployment:
         rows = self.query("SELECT owner FROM bot_lease WHERE released = false")
         return int(rows[0][0].rsplit(":", 2)[1]) if rows else None
 
-    def event_count(self) -> int:
-        return self.query("SELECT count(*) FROM bot_event")[0][0]
-
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:

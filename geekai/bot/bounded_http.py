@@ -5,6 +5,7 @@ session, and wxpy retries read timeouts 30 times. Here one AttemptContext carrie
 attempt's deadline and its cancel flag; the session's request method is wrapped so that each
 call gets the time that is left as its timeout, and answers that would make itchat loop
 forever (5xx, garbage) end the attempt with a named, classified failure instead.
+Why: docs/protocol-notes.md#3-no-timeouts-before-the-login-completes (and 4 and 6 there).
 """
 from __future__ import annotations
 

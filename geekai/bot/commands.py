@@ -22,7 +22,6 @@ from ..models import BotCommand
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = ("login", "start", "stop", "logout", "verify")
 COMMAND_POLL_SECONDS = 0.5
 COMMAND_MAX_AGE = 60
 STATE_WRITE_WAIT = 5.0

@@ -3,7 +3,7 @@
 # It serves on 127.0.0.1 in a daemon thread and plays both WeChat's servers and the phone:
 # tests (or the demo page) call scan(), confirm(), send_text(), logout() and set_fault() while
 # the real wxpy/itchat code logs in, receives and replies against it.
-# Protocol reference: /work/shared/WXPY_NOTES.md ("The protocol, as itchat speaks it").
+# Protocol reference: docs/protocol-notes.md#web-wechat-as-itchat-speaks-it
 
 import collections
 import copy
@@ -268,11 +268,6 @@ class WeChatEmulator(FakeServer):
         """How many queued messages webwxsync has not yet delivered."""
         with self._cond:
             return len(self._inbox)
-
-    @property
-    def contacts(self):
-        """A copy of the account's contact list (friends, a group, official accounts)."""
-        return copy.deepcopy(self._contacts)
 
     def friend_username(self, nick_name):
         """UserName of the friend (VerifyFlag 0, not a group) with this nick name."""

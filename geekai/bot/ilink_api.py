@@ -1,8 +1,8 @@
 """Tencent's iLink bot API on the wire: headers, base_info, bounded waits, answers classified.
 
 The protocol is Tencent/openclaw-weixin's (docs/protocol.md, src/api/api.ts, src/api/types.ts;
-see ILINK_NOTES.md). Every call has a timeout; an answer is a JSON object or a classified
-failure (errors.py). The bot token, the QR's value and the verification code never appear in a
+summed up in docs/protocol-notes.md#ilink-tencents-bot-api-for-personal-accounts). Every call
+has a timeout; an answer is a JSON object or a classified failure (errors.py). The bot token, the QR's value and the verification code never appear in a
 failure's text, a log line or an exception chain: requests' own errors name the URL, so they
 are replaced, not chained.
 """
@@ -24,7 +24,6 @@ from .errors import SessionRejected, StopRequested, WeChatBadAnswer, WeChatTimeo
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://ilinkai.weixin.qq.com"
 # The protocol revision this client follows (docs/protocol.md): base_info.channel_version, and
 # iLink-App-ClientVersion as 0x00MMNNPP in decimal. bot_agent only names the client in their logs.
 CHANNEL_VERSION = "2.4.8"

@@ -1,8 +1,8 @@
 """A fake iLink bot server (Tencent's official bot API for personal WeChat), for tests and the demo.
 
 Written from the public protocol: Tencent/openclaw-weixin docs/protocol.md, src/api/types.ts,
-src/auth/login-qr.ts and /work/shared/ILINK_NOTES.md. It plays both the server and the person's
-phone: tests (or the demo page) call scan(), confirm(), enter the code, send_text(),
+src/auth/login-qr.ts (summed up in docs/protocol-notes.md#ilink-tencents-bot-api-for-personal-accounts).
+It plays both the server and the person's phone: tests (or the demo page) call scan(), confirm(), enter the code, send_text(),
 expire_qr(), expire_session() and set_fault() while the real adapter logs in and long-polls
 against it. It also plays the protocol's ambiguities, one variant each: get_bot_qrcode by GET
 only or POST only, getupdates answers without longpolling_timeout_ms, message ids above 2**53
@@ -48,7 +48,6 @@ class LoginQr:
         self.status = "wait"        # wait, scaned, need_verifycode, confirmed, expired, verify_code_blocked
         self.code = None            # the number the phone shows when a code is asked
         self.wrong_codes = 0
-        self.redirected = False
         self.told = None            # the status last answered to a poll
         self.answer = None          # the confirmed answer, with the bot token
 
@@ -378,7 +377,6 @@ class IlinkEmulator(FakeServer):
                 status = qr.status
                 if self.redirect and status != "wait" and not on_redirect_host:
                     # Once scanned, this host only points to the other one.
-                    qr.redirected = True
                     return self._json({"status": "scaned_but_redirect", "redirect_host": self.redirect_host})
                 if status != qr.told or time.monotonic() >= deadline:
                     qr.told = status

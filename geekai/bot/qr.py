@@ -24,7 +24,7 @@ def draw(text: str) -> bytes:
 class RefreshCap:
     """Counts the QRs of one login attempt and ends it once too many expired with nobody scanning.
 
-    DESIGN.md: needs_login once the QR "expired BOT_QR_MAX_REFRESH times with nobody scanning"
+    The bot goes to needs_login once the QR expired BOT_QR_MAX_REFRESH times with nobody scanning
     (at least once: 0 would otherwise never show a QR at all). A QR someone scanned and that
     then died (cancelled on the phone, too many wrong codes) was attended and does not count.
     """

@@ -1,4 +1,7 @@
-"""The wxpy session cache: private, ours, and an itchat session before anything unpickles it."""
+"""The wxpy session cache: private, ours, and an itchat session before anything unpickles it.
+
+Why: docs/protocol-notes.md#15-the-session-cache-is-a-pickle.
+"""
 from __future__ import annotations
 
 import io

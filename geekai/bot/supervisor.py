@@ -29,7 +29,7 @@ backoff_delay = backoff.delay  # the messages' sends use the same rule (geekai/b
 
 
 class BotSupervisor:
-    """Drives a Backend through the states of DESIGN.md and records every transition."""
+    """Drives a Backend through the states of states.py and records every transition."""
 
     def __init__(self, backend: Backend, store, scheduler, config: dict, rng=random.random):
         self.backend = backend

@@ -135,7 +135,8 @@ class QrWatcher:
         return self.cap.qr_count
 
     def callback(self, uuid=None, status=None, qrcode=b""):
-        # Raising here is the only way to stop Bot() from another thread (WXPY_NOTES 5).
+        # Raising here is the only way to stop Bot() from another thread.
+        # (docs/protocol-notes.md#5-no-way-to-cancel-a-login)
         if self.ctx.cancel.is_set():
             raise StopRequested("stop requested")
         self.ctx.extend()

@@ -1,7 +1,8 @@
 """wxpy and itchat as shipped, made safe: quiet import, module-level patches, a safer Bot class.
 
-See WXPY_NOTES.md for the defects. Outside a geekai login attempt every patch falls through to
-the shipped behaviour, so other users of wxpy in the same process are not affected.
+The defects, numbered: docs/protocol-notes.md#wxpy-and-itchat-defects-geekai-works-around.
+Outside a geekai login attempt every patch falls through to the shipped behaviour, so other
+users of wxpy in the same process are not affected.
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def install_patches(itchat, wxpy) -> None:
         if _patched:
             return
         # Python >= 3.9 removed HTMLParser().unescape: without this every 1:1 message is lost.
+        # (docs/protocol-notes.md#1-one-to-one-messages-are-lost-on-python-39-and-later)
         itchat.utils.htmlParser.unescape = html.unescape
         # A session cache (or puid map) is unpickled: only plain data, in every caller, always.
         import itchat.components.hotreload
@@ -62,10 +64,12 @@ def install_patches(itchat, wxpy) -> None:
 
         def test_connect(retryTime=5):
             # Our attempt has probed WeChat already, bounded; itchat's probe would sys.exit().
+            # (docs/protocol-notes.md#2-no-network-ends-the-process-or-the-thread)
             return True if getattr(local, "ctx", None) else shipped_probe(retryTime)
 
         def enhance_connection(session, **kwargs):
             # wxpy mounts a 30-retry adapter on each new session; bound the session instead.
+            # (docs/protocol-notes.md#6-retry-storms)
             ctx = getattr(local, "ctx", None)
             if ctx is None:
                 return shipped_enhance(session, **kwargs)
@@ -76,6 +80,7 @@ def install_patches(itchat, wxpy) -> None:
         def push_login(core):
             # A push-login answer itchat cannot read (404, HTML, a hang) would end every attempt
             # before a QR is ever shown; without a usable push, ask for a QR instead.
+            # (docs/protocol-notes.md#13-a-push-login-it-cannot-read-ends-the-attempt)
             try:
                 return shipped_push_login(core)
             except StopRequested:
@@ -91,6 +96,7 @@ def install_patches(itchat, wxpy) -> None:
 
         def produce_msg(core, msg_list):
             # itchat reads a whole sync batch at once: one message it cannot read loses them all.
+            # (docs/protocol-notes.md#12-one-unreadable-message-loses-its-whole-batch)
             produced = []
             for raw in msg_list:
                 try:
@@ -136,6 +142,7 @@ def bot_class(wxpy):
         def start(self):
             # wxpy starts listening inside __init__, before anyone could register a handler:
             # messages (those of a hot login included) wait in itchat's queue instead.
+            # (docs/protocol-notes.md#8-messages-that-arrive-before-the-handlers-are-dropped)
             if not self._hold_delivery:
                 super().start()
 
@@ -148,6 +155,7 @@ def bot_class(wxpy):
         def _listen(self):
             # wxpy's loop builds each Message outside its try: one malformed message would end
             # the listener thread, and every later message would wait for ever in the queue.
+            # (docs/protocol-notes.md#14-one-malformed-message-ends-wxpys-listener)
             self.is_listening = True
             try:
                 while self.alive and self.is_listening:

@@ -120,7 +120,7 @@ class WxpySession:
             return True
 
     def release(self) -> None:
-        """Undo what each Bot leaves behind for ever (WXPY_NOTES 10)."""
+        """Undo what each Bot leaves behind for ever (docs/protocol-notes.md#10-every-bot-leaks)."""
         bot = self.bot
         if bot is None:
             return
