@@ -69,7 +69,7 @@ ALLOWED = {state: targets | ({STOPPED, ERROR} if state != DISABLED else set())
            for state, targets in _NEXT.items()}
 
 
-# What a starting process writes over the previous one's state (geekai/bot/store.py replace_previous).
+# What a starting process writes over the previous one's state (BotRuntime._replace_previous_state).
 AT_START = (STOPPED, DISABLED)
 
 
