@@ -83,8 +83,8 @@ class BotRuntime:
 
     # -- leading and following ---------------------------------------------------------------
     def _replace_previous_state(self, acquired, at_start: bool) -> None:
+        # One of states.AT_START: not a transition of the table, the previous holder's state is replaced.
         initial = states.STOPPED if self.enabled else states.DISABLED
-        assert initial in states.AT_START  # not a transition of the table: the previous holder's state is replaced
         if at_start and acquired.ended in ("", "released"):
             actor = states.Actor.SYSTEM
             reason = f"service started (pid {os.getpid()})" if self.enabled else "BOT_ENABLED is false"
