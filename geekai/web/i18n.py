@@ -104,6 +104,12 @@ TEXT = {
 }
 
 
+def add(texts: dict) -> None:
+    """Add a feature's texts (each key in both languages); a key already there keeps its text."""
+    for key, entry in texts.items():
+        TEXT.setdefault(key, entry)
+
+
 def choose_language() -> str:
     """?lang= wins, then the lang cookie, then the browser's Accept-Language."""
     asked = request.args.get("lang") or request.cookies.get("lang")

@@ -74,8 +74,7 @@ TEXT = {
 
 def init_app(app) -> None:
     """Register the payment API and pages, and their texts."""
-    for key, value in TEXT.items():
-        i18n.TEXT.setdefault(key, value)
+    i18n.add(TEXT)
     app.register_blueprint(api)
     app.register_blueprint(pages)
 
