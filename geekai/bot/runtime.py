@@ -32,6 +32,7 @@ class BotRuntime:
         )
         self.supervisor = BotSupervisor(make_backend(app), self.store, self.scheduler, app.config)
         self.supervisor.handlers.extend(jobs.message_handlers(app))
+        self.supervisor.recorder = jobs.message_recorder(app)
         self.enabled = app.config["BOT_ENABLED"]
 
     def replace_previous_state(self) -> None:
