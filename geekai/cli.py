@@ -1,5 +1,7 @@
 """`flask --app app bot ...` and `python -m geekai bot ...`: the running service, from a terminal.
 
+The messages commands (`bot send`, `bot messages`) are in cli_messages.py.
+
 The commands talk HTTP to the service (GEEKAI_URL, default http://127.0.0.1:5000) with the API
 token (GEEKAI_API_TOKEN, else the token in the instance folder), so they work the same on the
 server, over SSH, and from a deploy script. Exit codes are for scripts:
@@ -47,10 +49,14 @@ class Client:
         handlers = [urllib.request.ProxyHandler({})] if host in ("127.0.0.1", "localhost", "::1") else []
         self.opener = urllib.request.build_opener(*handlers)
 
-    def request(self, method: str, path: str, ok=(200,)) -> tuple[int, bytes, str]:
-        """(status, body, content type); raises ServiceError when it cannot be asked."""
-        request = urllib.request.Request(self.url + path, method=method, data=b"" if method == "POST" else None)
+    def request(self, method: str, path: str, ok=(200,), body: dict | None = None) -> tuple[int, bytes, str]:
+        """(status, body, content type); raises ServiceError when it cannot be asked. `body` is
+        sent as JSON."""
+        data = json.dumps(body, ensure_ascii=False).encode() if body is not None else b"" if method == "POST" else None
+        request = urllib.request.Request(self.url + path, method=method, data=data)
         request.add_header("Accept", "application/json")
+        if body is not None:
+            request.add_header("Content-Type", "application/json")
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
@@ -79,9 +85,9 @@ class Client:
             raise ServiceError(f"the service is not running at {self.url} ({reason}); start it with "
                                "`python app.py` (or `systemctl start geekai`), or set GEEKAI_URL") from None
 
-    def json(self, method: str, path: str, ok=(200,)) -> tuple[int, dict]:
+    def json(self, method: str, path: str, ok=(200,), body: dict | None = None) -> tuple[int, dict]:
         """(status, the JSON object answered); anything but an object is a ServiceError."""
-        status, body, _ = self.request(method, path, ok)
+        status, body, _ = self.request(method, path, ok, body)
         try:
             answer = json.loads(body or b"{}")
         except ValueError:
@@ -281,3 +287,6 @@ def render_qr(png_bytes: bytes, invert: bool = False, quiet: int = 2) -> str:
 def init_app(app) -> None:
     """Add the `bot` command group to `flask`."""
     app.cli.add_command(bot)
+
+
+from . import cli_messages  # noqa: E402,F401 (adds `bot send` and `bot messages` to the group)

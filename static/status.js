@@ -5,6 +5,7 @@
   "use strict";
   var box = document.getElementById("bot");
   if (!box) { return; }
+  window.geekaiLocalTime = localTime;  // for the page's other cards (messages.js)
   var T = JSON.parse(document.getElementById("page-texts").textContent);
   var POLL_MS = 2000;
   var STREAM_RETRY_MS = 30000;

@@ -1,12 +1,13 @@
 """The status page: public up/down for everyone; state, QR, history and controls for the admin."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, render_template, request
 
 from ..alerts.views import summary as alerts_summary
 from .api import current_state, event_page
 from .auth import is_admin
 from .demo import demo_enabled
+from .messages import page_section
 from .stats import bot_stats
 from .stream import HISTORY_PAGE
 
@@ -23,5 +24,6 @@ def index():
     events, older_url = event_page(HISTORY_PAGE)
     return render_template("index.html", admin=True, online=online, state=state,
                            events=events, older_url=older_url, page_size=HISTORY_PAGE,
-                           stats=bot_stats(), demo=demo_enabled(current_app), alerts=alerts_summary())
+                           stats=bot_stats(), demo=demo_enabled(current_app), alerts=alerts_summary(),
+                           messages=page_section(request.args.get("messages")))
 
