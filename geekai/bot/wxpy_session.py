@@ -11,10 +11,13 @@ import time
 
 from . import bounded_http
 from .backend import IncomingMessage, LoginListener
-from .errors import SendFailed, StopRequested
+from .errors import NotOnline, SendFailed, StopRequested
 from .wxpy_patches import UNREADABLE
 
 logger = logging.getLogger(__name__)
+
+# How long going offline waits for a send in flight to end, so that its outcome is known.
+SEND_FINISH_WAIT = 2.0
 
 
 class WxpySession:
@@ -94,14 +97,14 @@ class WxpySession:
 
         with self._send_lock:
             if self._closing or self.bot is None:
-                raise SendFailed("the bot went offline", permanent=False)
+                raise NotOnline("the bot went offline")
             record = self._resolve(to)
             try:
                 Chat(record, self.bot).send_msg(text)
             except ResponseError as exc:
                 raise refused(to, exc.err_code, exc.err_msg) from exc
-            except StopRequested:
-                raise SendFailed("the bot went offline during the send", permanent=False) from None
+            except StopRequested:  # the session closed before the request went out
+                raise NotOnline("the bot went offline") from None
             except (OSError, ValueError) as exc:  # requests' errors are OSErrors; ValueError: garbage
                 raise SendFailed(f"could not reach WeChat to send: {type(exc).__name__}: {exc}"[:300],
                                  permanent=False) from exc
@@ -154,7 +157,10 @@ class WxpySession:
             if self._closing or self.bot is None:
                 return False
             self._closing = True
-            return True
+        # New sends are refused from here on; one in flight may finish and report its outcome.
+        if self._send_lock.acquire(timeout=SEND_FINISH_WAIT):
+            self._send_lock.release()
+        return True
 
     def release(self) -> None:
         """Undo what each Bot leaves behind for ever (WXPY_NOTES 10)."""
