@@ -45,7 +45,8 @@ def test_a_message_queued_while_offline_is_sent_once_after_the_login(msg_app, ru
     wait_for_state(client, auth, "waiting_for_scan")
     queued = post(client, auth, to="张三", text="您的订单已发货", key="ship-1").get_json()
     time.sleep(0.5)
-    assert message(client, auth, queued["id"])["status"] == "queued" and emulator.sent == []
+    waiting = message(client, auth, queued["id"])
+    assert (waiting["status"], waiting["attempts"], waiting["error"]) == ("queued", 0, "") and emulator.sent == []
     log_in_by_scan(client, auth, emulator)
     done = wait_for_status(client, auth, queued["id"], "sent")
     assert done["sent_at"] and done["attempts"] == 1 and done["error"] == ""
@@ -63,6 +64,21 @@ def test_online_messages_go_at_once_and_in_order_per_contact(online, emulator, a
         wait_for_status(online, auth, message_id, "sent")
     assert sent_texts(emulator, emulator.friend_username("张三")) == [f"张三 {n}" for n in range(4)]
     assert sent_texts(emulator, emulator.friend_username("李四")) == [f"李四 {n}" for n in range(4)]
+
+
+def test_the_queue_and_handler_replies_send_at_the_same_time(online, msg_app, emulator, auth):
+    from geekai.bot import runtime as bot_runtime
+
+    bot_runtime.get(msg_app).supervisor.handlers.append(lambda m: m.reply(f"echo {m.text}"))
+    ids = []
+    for n in range(10):
+        emulator.send_text(f"in {n}", from_user="李四")
+        ids.append(post(online, auth, to="张三", text=f"out {n}").get_json()["id"])
+    for message_id in ids:
+        wait_for_status(online, auth, message_id, "sent")
+    assert wait_for(lambda: len(sent_texts(emulator, emulator.friend_username("李四"))) == 10, timeout=10)
+    assert sent_texts(emulator, emulator.friend_username("张三")) == [f"out {n}" for n in range(10)]
+    assert sent_texts(emulator, emulator.friend_username("李四")) == [f"echo in {n}" for n in range(10)]
 
 
 def test_a_rate_limit_is_retried_with_backoff_and_holds_back_only_that_contact(online, emulator, auth):
