@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 
 import pytest
@@ -11,7 +10,9 @@ import pytest
 # requests honours HTTP(S)_PROXY even for loopback; the fake WeChat server is on 127.0.0.1.
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 
+from databases import DATABASES, copy_sqlite, postgres_or_skip  # noqa: E402
 from geekai import create_app  # noqa: E402
+from geekai.db import db  # noqa: E402
 from geekai.bot import runtime as bot_runtime  # noqa: E402
 from geekai.bot.wxpy_patches import import_wxpy  # noqa: E402
 
@@ -35,8 +36,25 @@ TEST_SETTINGS = {"TESTING": True, "API_TOKEN": API_TOKEN, "ADMIN_PASSWORD": ADMI
                  "SECRET_KEY": "test-secret-key", "WECHAT_BASE_URL": "http://127.0.0.1:9", **FAST}
 
 
+def pytest_addoption(parser):
+    parser.addoption("--db", action="append", choices=DATABASES, default=None,
+                     help="run the tests that touch the database on this one only (default: both)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: reaches into the SQLite file itself (runs once)")
+
+
+def pytest_generate_tests(metafunc):
+    if "database" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("db") or DATABASES
+        if metafunc.definition.get_closest_marker("sqlite_only"):
+            chosen = [name for name in chosen if name == "sqlite"]
+        metafunc.parametrize("database", chosen, indirect=True)
+
+
 @pytest.fixture(scope="session")
-def migrated_database(tmp_path_factory):
+def migrated_sqlite(tmp_path_factory):
     """A SQLite file the real migrations brought to the head, made once per test run.
 
     Each test's app starts from a copy of it: create_app() finds it current and skips the ~0.1 s
@@ -47,22 +65,66 @@ def migrated_database(tmp_path_factory):
     return instance / "geekai.sqlite"
 
 
+@pytest.fixture(scope="session")
+def postgres_cache():
+    cache = {}
+    yield cache
+    if cache.get("server") is not None:
+        cache["server"].close()
+
+
 @pytest.fixture
-def make_app(tmp_path, monkeypatch, migrated_database):
+def postgres(tmp_path, postgres_cache):
+    """The PostgreSQL server of this run (skips, or fails under CI, when there is none)."""
+    def migrate_template(url):
+        template = create_app({**TEST_SETTINGS, "SQLALCHEMY_DATABASE_URI": url},
+                              instance_path=str(tmp_path / "template-instance"))
+        with template.app_context():
+            db.engine.dispose()  # a template must have no connections left to be copied
+
+    return postgres_or_skip(postgres_cache, migrate_template)
+
+
+@pytest.fixture
+def database(request, tmp_path, migrated_sqlite):
+    """The test's database URL: a copy of the migrated SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        copy_sqlite(migrated_sqlite, tmp_path / "instance")
+        yield "sqlite:///" + str(tmp_path / "instance" / "geekai.sqlite")
+        return
+    server = request.getfixturevalue("postgres")
+    url = server.new_database()
+    yield url
+    server.drop(url)
+
+
+def instance_folder(tmp_path):
+    instance = tmp_path / "instance"
+    instance.mkdir(mode=0o700, exist_ok=True)
+    return instance
+
+
+@pytest.fixture
+def make_app(tmp_path, monkeypatch, database):
     """Build apps in a private instance folder, with GEEKAI_* from the outer environment removed."""
     for key in list(os.environ):
         if key.startswith("GEEKAI_"):
             monkeypatch.delenv(key)
-    instance = tmp_path / "instance"
-    instance.mkdir(mode=0o700, exist_ok=True)
-    if not (instance / "geekai.sqlite").exists():
-        shutil.copyfile(migrated_database, instance / "geekai.sqlite")
-        os.chmod(instance / "geekai.sqlite", 0o600)
+    instance = instance_folder(tmp_path)
+    built = []
+
+    # SQLite: the default file in the instance folder, where `database` put the migrated copy.
+    chosen = {} if database.startswith("sqlite:") else {"SQLALCHEMY_DATABASE_URI": database}
 
     def build(**config):
-        return create_app({**TEST_SETTINGS, **config}, instance_path=str(instance))
+        app = create_app({**TEST_SETTINGS, **chosen, **config}, instance_path=str(instance))
+        built.append(app)
+        return app
 
-    return build
+    yield build
+    for app in built:  # PostgreSQL counts connections: give them back
+        with app.app_context():
+            db.engine.dispose()
 
 
 @pytest.fixture
@@ -167,14 +229,19 @@ def log_in_by_scan(client, auth, emulator):
 
 
 @pytest.fixture
-def service(tmp_path):
-    """Start `python app.py` processes (see tests/service.py); kill what is left afterwards."""
+def service(tmp_path, request):
+    """Start `python app.py` processes (see tests/service.py); kill what is left afterwards.
+
+    On the test's `database` when it asks for one; otherwise on the instance folder's SQLite file,
+    which the service creates and migrates itself.
+    """
     from service import Service
 
+    database = request.getfixturevalue("database") if "database" in request.fixturenames else None
     started = []
 
     def start(**env):
-        started.append(Service(tmp_path / "instance", **env))
+        started.append(Service(tmp_path / "instance", database=database, **env))
         return started[-1]
 
     yield start

@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+
+from sqlalchemy.pool import NullPool
 
 from conftest import ROOT_DIR
 
@@ -17,10 +18,13 @@ from conftest import ROOT_DIR
 class Service:
     """`python app.py` in a subprocess, on a free port."""
 
-    def __init__(self, instance, **env):
+    def __init__(self, instance, database=None, **env):
         environ = {k: v for k, v in os.environ.items() if not k.startswith("GEEKAI_")}
         environ.update({"NO_PROXY": "127.0.0.1", "GEEKAI_BOT_RETRY_FIRST_SECONDS": "0.2"}, **env)
+        if database:
+            environ["GEEKAI_SQLALCHEMY_DATABASE_URI"] = database
         self.instance = instance
+        self.database = database or "sqlite:///" + str(instance / "geekai.sqlite")
         self.proc = subprocess.Popen([sys.executable, "app.py", "--port", "0", "--instance", str(instance)],
                                      cwd=ROOT_DIR, env=environ, stderr=subprocess.PIPE, text=True)
         self.url = self._read_url()
@@ -46,9 +50,19 @@ class Service:
         self.get("/readyz")  # waits until the app is built (and its secrets written)
         return json.loads((self.instance / "secrets.json").read_text())["API_TOKEN"]
 
+    def query(self, sql: str, **params) -> list[tuple]:
+        """Rows from the service's database, read beside it as an operator would."""
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.database, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                return [tuple(row) for row in connection.execute(text(sql), params)]
+        finally:
+            engine.dispose()
+
     def stored_state(self) -> str:
-        with sqlite3.connect(self.instance / "geekai.sqlite") as conn:
-            return conn.execute("SELECT state FROM bot_state").fetchone()[0]
+        return self.query("SELECT state FROM bot_state")[0][0]
 
     def terminate(self) -> tuple[int, float]:
         began = time.monotonic()

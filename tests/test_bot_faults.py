@@ -90,6 +90,7 @@ def test_disabled_bot_is_shown_and_not_started(make_app, run_bot, auth):
     assert client.post("/api/bot/login", headers=auth).status_code == 409
 
 
+@pytest.mark.sqlite_only
 def test_database_is_in_wal_mode(app):
     with app.app_context():
         assert db.session.execute(db.text("PRAGMA journal_mode")).scalar() == "wal"

@@ -12,6 +12,7 @@ from geekai.config import ConfigError
 from conftest import ROOT_DIR, sign_in
 
 
+@pytest.mark.sqlite_only
 def test_defaults_and_test_config(make_app):
     app = make_app(BOT_QR_MAX_REFRESH=3)
     assert app.config["BOT_ENABLED"] is True

@@ -82,7 +82,9 @@ def test_delivers_with_idempotency_key_and_signature(quick_app, receiver):
     assert outbox.deliver_due(quick_app) == 0  # nothing is sent twice
 
 
-def test_failure_backs_off_then_fails_then_manual_retry_delivers(quick_app, receiver):
+def test_failure_backs_off_then_fails_then_manual_retry_delivers(make_app, receiver):
+    # make_due() below stands for the waits: a first pause long enough that no run is due early.
+    quick_app = make_app(**QUICK | {"OUTBOX_RETRY_FIRST_SECONDS": 30, "OUTBOX_RETRY_MAX_SECONDS": 60})
     receiver.mode = "error"
     message_id = put(quick_app, target=receiver.url)
     assert outbox.deliver_due(quick_app) == 0

@@ -1,4 +1,4 @@
-"""Two processes on one SQLite file: an order is credited once, a notice booked once."""
+"""Two processes on one database: an order is credited once, a notice booked once."""
 from __future__ import annotations
 
 import multiprocessing
@@ -16,12 +16,12 @@ SETTINGS = {"TESTING": True, "API_TOKEN": "test-token-0123456789", "ADMIN_PASSWO
             "PAYMENT_CALLBACK_URL": "http://127.0.0.1:9/hook", "PAYMENT_CALLBACK_SECRET": "callback-secret-123"}
 
 
-def _worker(instance_path, worker, codes, barrier, results):
+def _worker(instance_path, database, worker, codes, barrier, results):
     """One process: at each round, wait for the other, then record its payment for the same order."""
     from geekai import create_app
     from geekai.jobs import message_handlers
 
-    app = create_app(dict(SETTINGS), instance_path=instance_path)
+    app = create_app(dict(SETTINGS, SQLALCHEMY_DATABASE_URI=database), instance_path=instance_path)
     [handler] = message_handlers(app)
     now = int(time.time())
     for round_, code in enumerate(codes):
@@ -43,7 +43,8 @@ def test_two_processes_credit_each_order_once(make_app, tmp_path):
     codes = [o["code"] for o in orders]
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(2), context.Queue()
-    workers = [context.Process(target=_worker, args=(str(tmp_path / "instance"), n, codes, barrier, results))
+    workers = [context.Process(target=_worker, args=(str(tmp_path / "instance"), app.config["SQLALCHEMY_DATABASE_URI"], n, codes,
+                                                          barrier, results))
                for n in (1, 2)]
     for w in workers:
         w.start()

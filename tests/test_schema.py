@@ -168,3 +168,44 @@ def test_processes_starting_together_upgrade_the_new_database_once(tmp_path):
     applied = sorted(out.strip() for out, _, _ in results)
     assert applied == ["", "", "", ",".join(all_revisions())]
     assert revision(instance / "geekai.sqlite") == schema.HEAD
+
+
+def last_release_rows() -> list[str]:
+    with open(LAST_RELEASE, encoding="utf-8") as script:
+        return [line for line in script.read().splitlines() if line.startswith("INSERT INTO")]
+
+
+def test_an_old_postgresql_database_gets_64_bit_amounts_and_keeps_its_rows(tmp_path, postgres):
+    from sqlalchemy import BigInteger, create_engine, inspect, text
+    from sqlalchemy.pool import NullPool
+
+    from geekai.db import db
+
+    url = postgres.new_database(template=False)
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:  # the tables as releases before 64-bit amounts made them
+            db.metadata.create_all(connection)
+            for table in ("payment", "payment_order", "payment_notice"):
+                connection.execute(text(f"ALTER TABLE {table} ALTER COLUMN amount_cents TYPE INTEGER"))
+            for insert in last_release_rows():
+                connection.execute(text(insert.replace(":", r"\:")))
+        with engine.connect() as connection:
+            before = {table: sorted(map(tuple, connection.execute(text(f"SELECT * FROM {table}"))))
+                      for table in TABLES}
+        app = build(tmp_path / "instance", SQLALCHEMY_DATABASE_URI=url)
+        with app.app_context():
+            db.engine.dispose()
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == schema.HEAD
+            after = {table: sorted(map(tuple, connection.execute(text(f"SELECT * FROM {table}"))))
+                     for table in TABLES}
+            columns = {table: {c["name"]: c["type"] for c in inspect(connection).get_columns(table)}
+                       for table in ("payment", "payment_order", "payment_notice")}
+        assert after == before
+        assert all(isinstance(types["amount_cents"], BigInteger) for types in columns.values())
+        with engine.begin() as connection:  # 100,000,000.00 yuan: past what 32 bits hold
+            connection.execute(text("UPDATE payment SET amount_cents = 10000000000 WHERE id = 2"))
+    finally:
+        engine.dispose()
+        postgres.drop(url)

@@ -1,9 +1,12 @@
 """The state store loses nothing when the database is locked or broken, and never holds the bot up."""
 from __future__ import annotations
 
-import sqlite3
+import contextlib
 import threading
 import time
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from conftest import bot_state, wait_for, wait_for_state
 from geekai.db import db
@@ -12,8 +15,24 @@ from geekai.models import BotEvent
 LOCK_SECONDS = 10
 
 
-def database_path(app) -> str:
-    return app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+@contextlib.contextmanager
+def beside(app):
+    """A connection of another program to the app's database (a shell, a backup), in a transaction."""
+    engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"], poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN EXCLUSIVE")  # what `sqlite3` or a backup does
+            yield connection
+            connection.rollback()
+    finally:
+        engine.dispose()
+
+
+def lock_for_writers(connection) -> None:
+    """Writers wait, readers go on: SQLite in WAL mode, PostgreSQL's EXCLUSIVE lock mode."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("LOCK TABLE bot_state, bot_event IN EXCLUSIVE MODE"))
 
 
 def history(app) -> list[tuple[str, str]]:
@@ -37,10 +56,9 @@ def test_a_database_locked_through_scan_and_confirm_loses_no_transition(make_app
     supervisor = runtime.supervisor
     wait_for_state(client, auth, "waiting_for_scan")
 
-    holder = sqlite3.connect(database_path(app), isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")  # as a backup or `sqlite3` in a shell would
-    locked_at = time.monotonic()
-    try:
+    with beside(app) as holder:
+        lock_for_writers(holder)
+        locked_at = time.monotonic()
         emulator.scan()
         assert wait_for(lambda: supervisor.state == "waiting_for_confirm", timeout=5)
         emulator.confirm()
@@ -54,9 +72,6 @@ def test_a_database_locked_through_scan_and_confirm_loses_no_transition(make_app
         assert bot_state(client, auth)["state"] == "waiting_for_scan"
         assert runtime.store.pending >= 2
         time.sleep(max(0.0, LOCK_SECONDS - (time.monotonic() - locked_at)))
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
 
     shown = wait_for_state(client, auth, "logged_in", timeout=15)
     assert shown["account"]
@@ -72,8 +87,9 @@ def test_a_broken_table_keeps_transitions_queued_until_it_is_back(make_app, run_
     client = app.test_client()
     runtime = run_bot(app)
     wait_for_state(client, auth, "retrying")
-    with sqlite3.connect(database_path(app)) as conn:
-        conn.execute("ALTER TABLE bot_event RENAME TO bot_event_away")  # every write now fails
+    with beside(app) as other:
+        other.execute(text("ALTER TABLE bot_event RENAME TO bot_event_away"))  # every write now fails
+        other.commit()
     failures = runtime.supervisor.failures
     assert wait_for(lambda: runtime.supervisor.failures >= failures + 3, timeout=10), "the bot stopped retrying"
     assert "could not record bot state" in caplog.text
@@ -82,8 +98,9 @@ def test_a_broken_table_keeps_transitions_queued_until_it_is_back(make_app, run_
     assert client.get("/api/bot", headers=auth).status_code == 200
     assert runtime.store.pending >= 6  # 3 failures: retrying, starting, retrying ... all kept
 
-    with sqlite3.connect(database_path(app)) as conn:
-        conn.execute("ALTER TABLE bot_event_away RENAME TO bot_event")
+    with beside(app) as other:
+        other.execute(text("ALTER TABLE bot_event_away RENAME TO bot_event"))
+        other.commit()
     assert wait_for(lambda: runtime.store.pending == 0 or runtime.store.flush(0.5), timeout=15)
     transitions = history(app)
     assert len(transitions) >= 2 * (failures + 3)

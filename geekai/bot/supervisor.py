@@ -48,6 +48,9 @@ class BotSupervisor:
         self.recorder = None
         self.stats = {"messages_in": 0, "messages_out": 0, "messages_failed": 0, "watchdog_restarts": 0}
         self._cancel = threading.Event()
+        self._closing = threading.Event()   # set once the previous session has finished stopping
+        self._closing.set()
+        self.stop_grace = config["BOT_STOP_GRACE_SECONDS"]
         self._job_id = ""
         self._thread: threading.Thread | None = None
         self._lock = threading.RLock()
@@ -110,8 +113,14 @@ class BotSupervisor:
                 return ""
             self.session = None
             self.stats["watchdog_restarts"] += 1
+            # Stopped outside the lock (it may wait on WeChat); the next attempt waits for it, so
+            # that it finds the session cache saved, not half written.
+            self._closing = threading.Event()
             self._after_failure(errors.TRANSIENT, f"watchdog: {problem}", actor="watchdog")
-        session.stop()
+        try:
+            session.stop()
+        finally:
+            self._closing.set()
         return problem
 
     def join(self, timeout: float) -> bool:
@@ -141,6 +150,7 @@ class BotSupervisor:
 
     def _attempt(self, generation: int, cancel: threading.Event) -> None:
         listener = _Listener(self, generation)
+        self._closing.wait(self.stop_grace)
         try:
             session = self.backend.login(listener, cancel)
         except BaseException as exc:  # SystemExit included: wxpy exits on network errors

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import BigInteger, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -216,7 +216,9 @@ class Income:
 def income_since(moment) -> Income:
     """Accepted payments received since `moment` (naive UTC)."""
     count, cents = db.session.execute(
-        db.select(db.func.count(Payment.id), db.func.coalesce(db.func.sum(Payment.amount_cents), 0))
+        # SUM of a BIGINT is NUMERIC on PostgreSQL: cast back to whole cents.
+        db.select(db.func.count(Payment.id),
+                  db.cast(db.func.coalesce(db.func.sum(Payment.amount_cents), 0), BigInteger))
         .where(Payment.received_at >= moment)).one()
     return Income(count, cents)
 

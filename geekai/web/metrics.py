@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
-from sqlalchemy import func
+from sqlalchemy import Integer, func
 
 from ..alerts.incidents import by_admin
 from ..bot import runtime as bot_runtime
@@ -237,7 +237,7 @@ def _alert_families(config):
     every.add_metric([], total)
     yield every
     rows = db.session.execute(db.select(OutboxMessage.topic, OutboxMessage.status, func.count(),
-                                        func.coalesce(func.sum(OutboxMessage.attempts), 0))
+                                        db.cast(func.coalesce(func.sum(OutboxMessage.attempts), 0), Integer))
                               .group_by(OutboxMessage.topic, OutboxMessage.status)).all()
     outbox = GaugeMetricFamily("geekai_outbox_messages", "Outbox messages by topic and status",
                                labels=["topic", "status"])
