@@ -1,9 +1,10 @@
 """Posting and reading messages through the API, as the main application does."""
 from __future__ import annotations
 
-import sqlite3
+from sqlalchemy import text as sql
 
 from conftest import wait_for
+from geekai.db import db
 
 
 def post(client, auth, to="张三", text="你好", **extra):
@@ -26,9 +27,10 @@ def wait_for_status(client, auth, message_id, *statuses, timeout=10.0) -> dict:
     return current
 
 
-def rows(instance_path, table="message") -> int:
-    with sqlite3.connect(f"{instance_path}/geekai.sqlite") as conn:
-        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+def rows(app, table="message", where="") -> int:
+    """How many rows the table has (in the app's database, SQLite or PostgreSQL)."""
+    with app.app_context():
+        return db.session.execute(sql(f"SELECT count(*) FROM {table} {where}")).scalar()
 
 
 def sent_texts(emulator, to_user=None) -> list[str]:

@@ -22,7 +22,7 @@ def test_a_message_is_stored_queued_and_answered_202(client, auth, app):
     assert (stored["direction"], stored["contact"], stored["text"], stored["attempts"]) == \
         ("out", "张三", "你好，订单已发货", 0)
     assert stored["sent_at"] is None and stored["error"] == "" and stored["next_attempt_at"]
-    assert rows(app.instance_path) == 1
+    assert rows(app) == 1
 
 
 def test_the_same_key_twice_returns_the_first_message_and_stores_one(client, auth, app):
@@ -30,7 +30,7 @@ def test_the_same_key_twice_returns_the_first_message_and_stores_one(client, aut
     again = post(client, auth, key="order-42-paid")
     assert first.status_code == 202 and again.status_code == 200
     assert again.get_json()["id"] == first.get_json()["id"]
-    assert rows(app.instance_path) == 1
+    assert rows(app) == 1
     other = post(client, auth, key="order-43-paid")
     assert other.status_code == 202 and other.get_json()["id"] != first.get_json()["id"]
     without_key = [post(client, auth).get_json()["id"] for _ in range(2)]
@@ -42,7 +42,7 @@ def test_a_key_reused_for_another_text_is_refused(client, auth, app):
     clash = post(client, auth, text="B", key="k-1")
     assert clash.status_code == 409 and clash.get_json()["field"] == "key"
     assert f"message {first['id']}" in clash.get_json()["error"]
-    assert rows(app.instance_path) == 1 and message(client, auth, first["id"])["text"] == "A"
+    assert rows(app) == 1 and message(client, auth, first["id"])["text"] == "A"
 
 
 LONG = "长" * 21
@@ -72,7 +72,7 @@ def test_bad_input_is_400_naming_the_field_and_stores_nothing(small_app, auth, b
     answer = client.post("/api/messages", json=body, headers=auth)
     assert answer.status_code == 400, answer.get_json()
     assert answer.get_json()["field"] == field and words in answer.get_json()["error"]
-    assert rows(small_app.instance_path) == 0 and rows(small_app.instance_path, "outbox") == 0
+    assert rows(small_app) == 0 and rows(small_app, "outbox") == 0
 
 
 @pytest.mark.parametrize("data, words", [
@@ -85,7 +85,7 @@ def test_a_body_that_is_not_json_is_400(client, auth, app, data, words):
     answer = client.post("/api/messages", data=data, headers=auth | {"Content-Type": "application/json"})
     assert answer.status_code == 400 and answer.get_json()["field"] == "body"
     assert words in answer.get_json()["error"]
-    assert rows(app.instance_path) == 0
+    assert rows(app) == 0
 
 
 def test_text_at_the_limit_is_taken(small_app, auth):
@@ -97,7 +97,7 @@ def test_admin_only_and_a_browser_needs_the_csrf_token(client, auth, app):
     assert client.get("/api/messages").status_code == 401
     sign_in(client)
     assert client.post("/api/messages", json={"to": "张三", "text": "hi"}).status_code == 400  # no CSRF token
-    assert rows(app.instance_path) == 0
+    assert rows(app) == 0
     token = csrf_token(client, "/")
     answer = client.post("/api/messages", json={"to": "张三", "text": "hi"}, headers={"X-CSRFToken": token})
     assert answer.status_code == 202
@@ -158,7 +158,7 @@ def test_a_redelivered_message_is_stored_once(app):
     incoming = IncomingMessage(id="555", type="Text", text="hi", sender="@x", sender_name="张三", contact_id="张三")
     first = record_incoming(app, incoming)
     assert first is not None and record_incoming(app, incoming) is None
-    assert rows(app.instance_path) == 1
+    assert rows(app) == 1
 
 
 def test_a_callback_url_without_a_secret_stops_start_up(make_app):

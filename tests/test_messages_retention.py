@@ -1,7 +1,6 @@
 """MESSAGE_RETENTION_DAYS: old messages and their callbacks go; queued ones and payments stay."""
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta
 
 from geekai import jobs
@@ -12,7 +11,7 @@ from geekai.messages.feed import queue_outgoing, record_incoming
 from geekai.messages.models import Message
 
 from conftest import wait_for
-from message_helpers import post
+from message_helpers import post, rows
 from payment_helpers import OFFICIAL, message as payment_message, receipt_xml
 
 SECRET = "callback-secret-123"
@@ -33,11 +32,9 @@ def age(app, days: float) -> None:
 
 
 def counts(app) -> dict[str, int]:
-    with sqlite3.connect(f"{app.instance_path}/geekai.sqlite") as conn:
-        tables = ("message", "payment", "payment_notice", "payment_order", "outbox")
-        result = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
-        result["message_events"] = conn.execute("SELECT count(*) FROM outbox WHERE topic LIKE 'message.%'").fetchone()[0]
-        return result
+    result = {t: rows(app, t) for t in ("message", "payment", "payment_notice", "payment_order", "outbox")}
+    result["message_events"] = rows(app, "outbox", "WHERE topic LIKE 'message.%'")
+    return result
 
 
 def book_a_payment(app, client, auth) -> None:

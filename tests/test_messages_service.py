@@ -27,7 +27,7 @@ def statuses(svc) -> list[tuple[str, str]]:
     return [(m["text"], m["status"]) for m in call(svc, "GET", "/api/messages?direction=out")[1]["messages"]]
 
 
-def test_a_restart_with_messages_queued_sends_each_once(service, emulator, receiver):
+def test_a_restart_with_messages_queued_sends_each_once(database, service, emulator, receiver):
     env = {"GEEKAI_WECHAT_BASE_URL": emulator.base_url, "GEEKAI_MESSAGE_CALLBACK_URL": receiver.url,
            "GEEKAI_MESSAGE_CALLBACK_SECRET": CALLBACK_SECRET, "GEEKAI_MESSAGE_SEND_INTERVAL_SECONDS": "0.2",
            "GEEKAI_OUTBOX_INTERVAL_SECONDS": "0.2", "GEEKAI_OUTBOX_RETRY_FIRST_SECONDS": "0.2",

@@ -185,7 +185,7 @@ def test_an_old_postgresql_database_gets_64_bit_amounts_and_keeps_its_rows(tmp_p
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.begin() as connection:  # the tables as releases before 64-bit amounts made them
-            db.metadata.create_all(connection)
+            db.metadata.create_all(connection, tables=[db.metadata.tables[name] for name in TABLES])
             for table in ("payment", "payment_order", "payment_notice"):
                 connection.execute(text(f"ALTER TABLE {table} ALTER COLUMN amount_cents TYPE INTEGER"))
             for insert in last_release_rows():
