@@ -176,3 +176,49 @@ def test_bad_message_settings_name_the_key(make_app, key, value):
 
     with pytest.raises(ConfigError, match=key):
         make_app(**{key: value})
+
+
+def test_an_insert_waits_for_an_earlier_one_to_commit_so_a_cursor_skips_nothing(app):
+    """A row with a smaller id must never commit after a reader saw a bigger one."""
+    import threading
+
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from geekai.bot.backend import IncomingMessage
+    from geekai.db import db
+    from geekai.messages.feed import queue_outgoing, record_incoming
+    from geekai.messages.models import Message
+
+    inserted, release, ids = threading.Event(), threading.Event(), {}
+
+    def pause_before_commit(session):
+        if threading.current_thread().name == "first":
+            inserted.set()
+            release.wait(10)
+
+    def first():
+        incoming = IncomingMessage(id="1", type="Text", text="first", sender="@x", sender_name="张三", contact_id="张三")
+        ids["first"] = record_incoming(app, incoming)
+
+    def second():
+        with app.app_context():
+            ids["second"] = queue_outgoing("张三", "second", None)[0].id
+
+    event.listen(Session, "before_commit", pause_before_commit)
+    try:
+        writer = threading.Thread(target=first, name="first")
+        writer.start()
+        assert inserted.wait(10)
+        follower = threading.Thread(target=second, name="second")
+        follower.start()
+        follower.join(0.5)
+        assert follower.is_alive() and "second" not in ids  # it waits for the first to commit
+        with app.app_context():
+            assert db.session.execute(db.select(Message.text)).scalars().all() == []  # nothing visible yet
+    finally:
+        release.set()
+        writer.join(10)
+        follower.join(10)
+        event.remove(Session, "before_commit", pause_before_commit)
+    assert ids["first"] < ids["second"]
