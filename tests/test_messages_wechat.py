@@ -265,3 +265,18 @@ def test_a_receiver_that_is_down_gets_every_message_later_once(online, emulator,
     assert first["id"] == f"message.received:{first['data']['message']['id']}"
     assert first["data"]["message"]["contact"] == "张三" and first["data"]["message"]["direction"] == "in"
     assert events(receiver, "message.sent")[0]["data"]["message"]["status"] == "sent"
+
+
+def test_a_send_that_hangs_through_a_stop_fails_as_interrupted_not_repeated(online, emulator, auth):
+    emulator.set_fault("hang", paths=["webwxsendmsg"])
+    queued = post(online, auth, text="into the void").get_json()["id"]
+    assert wait_for(lambda: emulator.request_counts["/cgi-bin/mmwebwx-bin/webwxsendmsg"] == 1, timeout=10)
+    assert online.post("/api/bot/stop", headers=auth).status_code == 202  # while WeChat holds the send
+    failed = wait_for_status(online, auth, queued, "failed", timeout=20)
+    assert failed["error"].startswith("interrupted: the bot went offline while WeChat had the message")
+    emulator.set_fault(None)  # the held request goes through after all: WeChat did get the text
+    assert online.post("/api/bot/start", headers=auth).status_code == 202
+    wait_for_state(online, auth, "logged_in")  # from the cache
+    time.sleep(0.5)
+    assert sent_texts(emulator) == ["into the void"]  # once: a retry would have sent it twice
+    assert message(online, auth, queued)["status"] == "failed"

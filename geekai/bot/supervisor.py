@@ -92,6 +92,8 @@ class BotSupervisor:
             raise errors.NotOnline()
         try:
             session.send_text(to, text)
+        except errors.NotOnline:
+            raise
         except errors.SendFailed:
             self.stats["messages_failed"] += 1
             raise

@@ -106,6 +106,10 @@ class WxpySession:
             except StopRequested:  # the session closed before the request went out
                 raise NotOnline("the bot went offline") from None
             except (OSError, ValueError) as exc:  # requests' errors are OSErrors; ValueError: garbage
+                if self._closing:  # cut off by going offline: WeChat may have it already
+                    raise SendFailed("interrupted: the bot went offline while WeChat had the message, so it may "
+                                     "or may not have arrived; it is not sent again automatically",
+                                     permanent=True) from exc
                 raise SendFailed(f"could not reach WeChat to send: {type(exc).__name__}: {exc}"[:300],
                                  permanent=False) from exc
 
