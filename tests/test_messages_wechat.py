@@ -280,3 +280,23 @@ def test_a_send_that_hangs_through_a_stop_fails_as_interrupted_not_repeated(onli
     time.sleep(0.5)
     assert sent_texts(emulator) == ["into the void"]  # once: a retry would have sent it twice
     assert message(online, auth, queued)["status"] == "failed"
+
+
+@pytest.mark.sqlite_only
+def test_the_outcome_of_a_send_waits_out_a_locked_database(online, msg_app, emulator, auth):
+    import sqlite3
+
+    emulator.set_fault("hang", paths=["webwxsendmsg"])
+    queued = post(online, auth, text="locked out").get_json()["id"]
+    assert wait_for(lambda: emulator.request_counts["/cgi-bin/mmwebwx-bin/webwxsendmsg"] == 1, timeout=10)
+    other_writer = sqlite3.connect(f"{msg_app.instance_path}/geekai.sqlite", isolation_level=None)
+    other_writer.execute("BEGIN IMMEDIATE")  # holds the write lock past SQLite's 5 s busy timeout
+    try:
+        emulator.set_fault(None)  # WeChat takes the message now; its outcome cannot be written yet
+        assert wait_for(lambda: sent_texts(emulator) == ["locked out"], timeout=10)
+        time.sleep(6)
+    finally:
+        other_writer.execute("ROLLBACK")
+        other_writer.close()
+    done = wait_for_status(online, auth, queued, "sent", timeout=15)
+    assert done["attempts"] == 1 and sent_texts(emulator) == ["locked out"]

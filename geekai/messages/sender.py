@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, update
+from sqlalchemy.exc import OperationalError
 
 from ..bot import runtime as bot_runtime
 from ..bot.errors import NotOnline, SendFailed
@@ -32,9 +34,12 @@ logger = logging.getLogger(__name__)
 JOB_ID = "messages-send"
 WAKE_JOB_ID = "messages-send-now"
 EXTENSION = "geekai.send_queue"
-# Longer than any one send may take (wxpy: 10 s to connect and 35 s to read; iLink alike): a
-# claim this old belongs to a send that never finished.
+# Far longer than any one send may take (wxpy: 5 s to connect, 10 s for the answer; iLink's
+# login timeout), plus the outcome's write: a claim this old belongs to a send that never finished.
 CLAIM_SECONDS = 120
+# Once WeChat has a message its outcome must be written: a locked or briefly absent database is
+# waited out this many times before the claim is left to lapse.
+OUTCOME_ATTEMPTS = 5
 BATCH = 50
 # One run sends at most this many, so a long queue cannot hold a scheduler thread for ever.
 MAX_PER_RUN = 1000
@@ -107,14 +112,14 @@ class SendQueue:
         try:
             supervisor.send_text(claimed.contact, claimed.text)
         except NotOnline:
-            release(claimed)
+            _persist(release, claimed)
             return None
         except SendFailed as exc:
-            return record_failure(self.app, claimed, str(exc) or type(exc).__name__, exc.permanent)
+            return _persist(record_failure, self.app, claimed, str(exc) or type(exc).__name__, exc.permanent)
         except Exception as exc:  # a defect in a backend must not stop the queue
             logger.exception("sending message %s failed unexpectedly", claimed.id)
-            return record_failure(self.app, claimed, f"unexpected {type(exc).__name__}: {exc}", False)
-        return record_sent(claimed)
+            return _persist(record_failure, self.app, claimed, f"unexpected {type(exc).__name__}: {exc}", False)
+        return _persist(record_sent, claimed)
 
 
 def send_queue(app) -> SendQueue:
@@ -226,6 +231,20 @@ def fail_interrupted() -> int:
             logger.warning("message %s: %s", message_id, INTERRUPTED)
         db.session.commit()
     return len(lapsed)
+
+
+def _persist(write, *args):
+    """write(*args), tried again while the database is locked or away (each try rolls back first)."""
+    for attempt in range(OUTCOME_ATTEMPTS):
+        try:
+            return write(*args)
+        except OperationalError:
+            db.session.rollback()
+            if attempt == OUTCOME_ATTEMPTS - 1:
+                raise
+            logger.warning("recording a send's outcome failed, trying again", exc_info=True)
+            time.sleep(0.5 * (attempt + 1))
+    return None
 
 
 def _finish(claimed: Claimed, **values) -> bool:
