@@ -229,6 +229,26 @@ def log_in_by_scan(client, auth, emulator):
 
 
 @pytest.fixture
+def serve():
+    """Serve apps over real HTTP in threads; return their URLs."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    servers = []
+
+    def start(app) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+@pytest.fixture
 def service(tmp_path, request):
     """Start `python app.py` processes (see tests/service.py); kill what is left afterwards.
 

@@ -7,11 +7,11 @@ import pytest
 
 from conftest import API_TOKEN, log_in_by_scan, wait_for, wait_for_state
 from message_helpers import feed
-from test_cli import closed_port_url, serve  # noqa: F401 (serve: the fixture)
+from test_cli import closed_port_url
 
 
 @pytest.fixture
-def bot_cli(make_app, run_bot, emulator, serve, auth):  # noqa: F811
+def bot_cli(make_app, run_bot, emulator, serve, auth):
     """(run(*args), app client): the CLI against a service whose bot is logged in."""
     app = make_app(WECHAT_BASE_URL=emulator.base_url, MESSAGE_SEND_INTERVAL_SECONDS=0.1, MESSAGE_MAX_CHARS=50)
     run_bot(app)

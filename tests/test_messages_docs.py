@@ -9,7 +9,6 @@ import sys
 
 from conftest import API_TOKEN, CALLBACK_SECRET, ROOT_DIR, log_in_by_scan, wait_for
 from message_helpers import feed, sent_texts
-from test_cli import serve  # noqa: F401 (the fixture)
 
 DOC = os.path.join(ROOT_DIR, "docs", "messages.md")
 
@@ -23,7 +22,7 @@ def example(first_line: str) -> str:
     return found[0]
 
 
-def test_the_reply_bot_answers_each_text_once_across_restarts(make_app, run_bot, emulator, serve, auth, tmp_path):  # noqa: F811
+def test_the_reply_bot_answers_each_text_once_across_restarts(make_app, run_bot, emulator, serve, auth, tmp_path):
     app = make_app(WECHAT_BASE_URL=emulator.base_url, MESSAGE_SEND_INTERVAL_SECONDS=0.1)
     client = app.test_client()
     run_bot(app)
