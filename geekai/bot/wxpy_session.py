@@ -255,11 +255,20 @@ def to_incoming(raw: dict, bot) -> IncomingMessage:
         text=msg.text or "",
         sender=raw.get("FromUserName", ""),
         sender_name=getattr(sender, "name", "") or "",
-        contact_id=contact_id(getattr(msg.chat, "raw", None) or {}),
+        contact_id=_chat_id(msg),
         sender_contact=dict(getattr(sender, "raw", {}) or {}),
         raw=dict(raw),
         reply=msg.reply,
     )
+
+
+def _chat_id(msg) -> str:
+    """The contact id of the chat a message belongs to: its sender, or the group it came in."""
+    try:
+        return contact_id(getattr(msg.chat, "raw", None) or {})
+    except Exception:  # wxpy's lookup of the chat failed: the message still goes to the handlers
+        logger.warning("no contact id for message %s", msg.id, exc_info=True)
+        return ""
 
 
 def contact_id(record: dict) -> str:
