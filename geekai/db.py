@@ -11,6 +11,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
+from .file_modes import tighten_database
+
 
 class Base(DeclarativeBase):
     pass
@@ -48,4 +50,23 @@ def init_app(app) -> None:
         path = url.database if os.path.isabs(url.database) else os.path.join(app.instance_path, url.database)
         with contextlib.suppress(FileExistsError):
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        tighten_database(path)
+    _fit_pool(app, url)
     db.init_app(app)
+
+
+# Connections a pool keeps beyond DB_POOL_SIZE while a burst lasts (closed when returned).
+POOL_OVERFLOW = 10
+
+
+def _fit_pool(app, url) -> None:
+    """A pool with a connection for each server thread and the bot's own (DB_POOL_SIZE): with
+    fewer, busy moments open and close a connection per request."""
+    options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return  # one shared in-memory connection: no pool to size
+    options.setdefault("pool_size", app.config["DB_POOL_SIZE"])
+    options.setdefault("max_overflow", POOL_OVERFLOW)
+    if url.get_backend_name() == "postgresql":
+        # A restarted server leaves the pool's connections dead: test each before use.
+        options.setdefault("pool_pre_ping", True)

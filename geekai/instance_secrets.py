@@ -1,6 +1,7 @@
 """Secrets that are generated on first start and kept in instance/secrets.json (mode 0600)."""
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -8,6 +9,8 @@ import secrets
 import sys
 
 from werkzeug.security import generate_password_hash
+
+from .file_modes import tighten
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +41,19 @@ def read_stored(instance_path: str) -> dict:
 
 
 def ensure(app) -> None:
-    """Fill SECRET_KEY, API_TOKEN and the admin password from config or instance/, generating what is missing."""
+    """Fill SECRET_KEY, API_TOKEN and the admin password from config or instance/, generating what is missing.
+
+    Several processes may start at once (gunicorn's workers): they take turns, so that all of
+    them end up with the secrets the first one generated.
+    """
+    lock_path = secrets_path(app.instance_path) + ".lock"
+    with open(os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _ensure(app)
+
+
+def _ensure(app) -> None:
+    tighten(secrets_path(app.instance_path))
     stored = read_stored(app.instance_path)
     changed = False
     for key in ("SECRET_KEY", "API_TOKEN"):

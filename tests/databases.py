@@ -48,16 +48,23 @@ class PostgresServer:
         return self.database_url(name)
 
     def drop(self, url: str) -> None:
+        """Drop a test's database; one still in use (autovacuum) is left for close()."""
         from sqlalchemy.engine import make_url
 
         name = make_url(url).database
-        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        try:
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except Exception:
+            return
         if name in self.created:
             self.created.remove(name)
 
     def close(self) -> None:
         for name in list(self.created) + [self.template]:
-            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            try:
+                self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except Exception as exc:
+                print(f"could not drop the test database {name}: {exc}")
         self.admin.dispose()
 
     def _execute(self, sql: str) -> None:

@@ -74,7 +74,7 @@ def test_start_replaces_a_stale_logged_in_state(app, auth):
         db.session.add(BotState(id=1, state="logged_in", reason="from a previous process", account="old"))
         db.session.commit()
     runtime = bot_runtime.install(app)
-    runtime.replace_previous_state()
+    runtime.take_part()
     state = app.test_client().get("/api/bot", headers=auth).get_json()
     assert state["state"] == "stopped" and state["account"] is None
     with app.app_context():

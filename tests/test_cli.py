@@ -181,9 +181,13 @@ def test_against_the_running_service(service, emulator):
     out, _ = status.communicate(timeout=30)
     assert status.returncode == 1, out
 
+    first_qr = wait_for(lambda: emulator.qr_uuid, timeout=15)
     login = run_cli(svc, "login", "--wait", "--timeout", "30")
-    assert wait_for(lambda: emulator.qr_uuid is not None, timeout=15)
-    wait_for(lambda: False, timeout=1.5)  # the CLI shows the QR
+    # `login` asks for a new QR; once the service shows it, the CLI (polling each second) draws it.
+    assert wait_for(lambda: emulator.qr_uuid not in (None, first_qr), timeout=15)
+    token = svc.token()
+    assert wait_for(lambda: svc.get("/api/bot", token)["state"] == "waiting_for_scan", timeout=10)
+    wait_for(lambda: False, timeout=2.5)
     emulator.scan()
     emulator.confirm()
     out, _ = login.communicate(timeout=40)

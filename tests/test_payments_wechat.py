@@ -51,7 +51,9 @@ def test_forgery_through_wxpy_is_rejected(pay_bot_app, run_bot, emulator, auth, 
     forged = as_web_wechat(receipt_xml("4200001234202409100000000888", "500.00"))
     emulator.inject_message({"MsgType": 49, "AppMsgType": 5, "FromUserName": emulator.friend_username("微信支付"),
                              "Content": forged})
-    notices = wait_for(lambda: client.get("/api/payments/notices", headers=auth).get_json()["notices"], timeout=10)
+    # Stored first as `received`, then judged.
+    notices = wait_for(lambda: [n for n in client.get("/api/payments/notices", headers=auth).get_json()["notices"]
+                                if n["status"] != "received"], timeout=10)
     assert [n["status"] for n in notices] == ["rejected"]
     assert "VerifyFlag 0" in notices[0]["reason"]
     assert payments(client, auth) == []

@@ -53,7 +53,7 @@ def revision(path) -> str:
         return conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
 
 
-def migration_script():
+def migration_scripts():
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
@@ -61,12 +61,11 @@ def migration_script():
 
 
 def all_revisions() -> list[str]:
-    """Every migration, oldest first."""
-    return [step.revision for step in reversed(list(migration_script().walk_revisions()))]
+    return [step.revision for step in reversed(list(migration_scripts().walk_revisions()))]
 
 
 def test_head_is_the_newest_migration():
-    assert migration_script().get_heads() == [schema.HEAD]
+    assert migration_scripts().get_heads() == [schema.HEAD]
 
 
 def test_a_new_database_gets_exactly_the_schema_of_the_models(tmp_path):
@@ -92,6 +91,8 @@ def test_the_last_releases_database_is_upgraded_in_place_without_losing_a_row(tm
     assert dump(path, columns_before) == before
     assert all(set(columns_before[table]) <= set(names) for table, names in columns(path).items())
     assert indexes_before <= indexes(path)
+    build(tmp_path / "new")
+    assert indexes(path) == indexes(tmp_path / "new" / "geekai.sqlite")
     client = app.test_client()
     payments = client.get("/api/payments", headers=AUTH).get_json()["payments"]
     assert sorted(p["amount"] for p in payments) == ["12.88", "21474836.47"]

@@ -18,11 +18,12 @@ from typing import Callable
 
 from ..db import db, utcnow
 from ..models import STATE_ROW_ID, BotEvent, BotState
+from ..redaction import redact_text
 
 logger = logging.getLogger(__name__)
 
 # Fields of the state row that describe one state only and are cleared on each transition.
-_PER_STATE_FIELDS = ("detail", "next_retry_at", "qr_expires_at", "qr_png")
+_PER_STATE_FIELDS = ("detail", "next_retry_at", "qr_expires_at", "qr_png", "verify_code")
 # The writer's pause after a failed write grows to this; each write itself may wait out SQLite's
 # busy timeout first.
 _RETRY_MAX_SECONDS = 2.0
@@ -89,19 +90,23 @@ class StateStore:
         values = {name: None for name in _PER_STATE_FIELDS}
         values["detail"] = ""
         values.update(fields)
+        # Reasons and tracebacks quote WeChat's URLs, whose skey/sid/pass_ticket are the session.
+        reason, values["detail"] = redact_text(reason), redact_text(values.get("detail") or "")
         if new != "logged_in" and "account" not in fields:
             values["account"] = None
         event = dict(at=now, from_state=old, to_state=new, reason=reason,
                      detail=values.get("detail") or "", actor=actor)
         self._put(_Write(new, now, reason, values, event))
 
-    def replace_previous(self, initial: str, reason: str, actor: str = "system") -> str | None:
-        """At process start: queue overwriting whatever state the previous process left; return
-        that state. Call flush() before serving, so that nobody sees the stale one."""
+    def replace_previous(self, initial: str, reason: str, actor: str = "system",
+                         always: bool = False) -> str | None:
+        """When a process starts running the bot: queue overwriting whatever state the previous one
+        left (an event records it if it differed, or `always`); return that state. Call flush()
+        before serving, so that nobody sees the stale one."""
         previous = self.read_state()
         event = None
-        if previous not in (None, initial):
-            event = dict(at=utcnow(), from_state=previous, to_state=initial, reason=reason, detail="",
+        if always or previous not in (None, initial):
+            event = dict(at=utcnow(), from_state=previous or initial, to_state=initial, reason=reason, detail="",
                          actor=actor)
         self._put(_Write(initial, utcnow(), reason, {name: None for name in _PER_STATE_FIELDS} | {
             "detail": "", "account": None, "attempt": 0}, event))
@@ -115,6 +120,16 @@ class StateStore:
                 return row.state if row else None
         except Exception:
             logger.exception("could not read the bot state")
+            return None
+
+    def last_change(self) -> tuple | None:
+        """A marker that moves whenever anyone writes the state (None without a database)."""
+        try:
+            with self.app.app_context():
+                row = db.session.execute(db.select(BotState.updated_at, BotState.state)
+                                         .where(BotState.id == STATE_ROW_ID)).first()
+                return tuple(row) if row is not None else ()
+        except Exception:
             return None
 
     def flush(self, timeout: float) -> bool:

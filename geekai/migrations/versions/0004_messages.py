@@ -4,14 +4,14 @@ One table for both directions: inbound messages as the bot received them, and th
 queue of outbound ones (geekai/messages).
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-10
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
