@@ -52,6 +52,20 @@ def test_messages_arrive_live_escaped_and_failures_stand_out(server, browser, em
     browser.find_element(By.CSS_SELECTOR, "#message-filter input[value=in]").click()
     wait_until(browser, lambda d: len(rows(d)) == 1 and HOSTILE in rows(d)[0].text, timeout=10)
 
+    # A phone's width: a long contact id without spaces (iLink's look like this) and a long reason
+    # wrap inside the card instead of pushing the page sideways.
+    long_id = "o9cq80" + "f3a1c2" * 6 + "@im.wechat"
+    post(svc, long_id, "x" * 300)
+    browser.find_element(By.CSS_SELECTOR, "#message-filter input[value=all]").click()
+    wait_until(browser, lambda d: long_id in d.find_element(By.ID, "message-rows").text, timeout=10)
+    wait_until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr.message-failed")) == 2, timeout=10)
+    browser.set_window_size(390, 1400)
+    for lang in ("en", "zh"):
+        browser.get(f"{svc.url}/?lang={lang}")
+        wait_until(browser, lambda d: long_id in d.find_element(By.ID, "message-rows").text, timeout=10)
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"), lang
+    browser.set_window_size(1200, 1300)
+
     browser.get(f"{svc.url}/?lang=zh&messages=failed")  # the filter also works as a plain page load
     wait_until(browser, lambda d: d.find_elements(By.ID, "messages"))
     card = browser.find_element(By.ID, "messages").text
