@@ -75,15 +75,18 @@ def test_bad_input_is_400_naming_the_field_and_stores_nothing(small_app, auth, b
     assert rows(small_app) == 0 and rows(small_app, "outbox") == 0
 
 
-@pytest.mark.parametrize("data, words", [
-    (b"", "the body is empty"),
-    (b"to=zhang&text=hi", "not valid JSON"),
-    (b'{"to": "\xe5\xbc", "text": "hi"}', "not valid JSON"),  # cut in the middle of a character
-    (b'{"to": "a", "text": ', "not valid JSON"),
+@pytest.mark.parametrize("data, words, field", [
+    (b"", "the body is empty", "body"),
+    (b"to=zhang&text=hi", "not valid JSON", "body"),
+    (b'{"to": "\xe5\xbc", "text": "hi"}', "not valid JSON", "body"),  # cut in the middle of a character
+    (b'{"to": "a", "text": ', "not valid JSON", "body"),
+    (b'{"to": "a", "text": "hi", "x": ' + b"[" * 100000 + b"]" * 100000 + b"}", "nested", "body"),
+    (b'{"to": "a", "text": "\\ud800"}', "lone surrogate", "text"),  # no database can store it
+    (b'{"to": "\\udfff", "text": "hi"}', "lone surrogate", "to"),
 ])
-def test_a_body_that_is_not_json_is_400(client, auth, app, data, words):
+def test_a_body_that_is_not_json_is_400(client, auth, app, data, words, field):
     answer = client.post("/api/messages", data=data, headers=auth | {"Content-Type": "application/json"})
-    assert answer.status_code == 400 and answer.get_json()["field"] == "body"
+    assert answer.status_code == 400 and answer.get_json()["field"] == field
     assert words in answer.get_json()["error"]
     assert rows(app) == 0
 
@@ -106,6 +109,11 @@ def test_admin_only_and_a_browser_needs_the_csrf_token(client, auth, app):
 def test_an_unknown_message_is_404(client, auth):
     answer = client.get("/api/messages/999", headers=auth)
     assert answer.status_code == 404 and "no message 999" in answer.get_json()["error"]
+
+
+def test_a_message_id_past_64_bits_is_400_naming_it(client, auth):
+    answer = client.get(f"/api/messages/{2**64}", headers=auth)
+    assert answer.status_code == 400 and answer.get_json()["parameter"] == "message_id"
 
 
 def test_the_feed_pages_oldest_first_after_the_cursor(client, auth):
@@ -144,6 +152,8 @@ def test_the_feed_filters_by_direction_status_and_contact(client, auth, app):
     ({"after_id": "x"}, "after_id"), ({"after_id": "-1"}, "after_id"), ({"before_id": "0"}, "before_id"),
     ({"limit": "0"}, "limit"), ({"limit": "501"}, "limit"), ({"limit": "ten"}, "limit"),
     ({"direction": "sideways"}, "direction"), ({"status": "lost"}, "status"), ({"order": "random"}, "order"),
+    ({"after_id": "9" * 25}, "after_id"), ({"before_id": str(2**63)}, "before_id"), ({"limit": "9" * 25}, "limit"),
+    ({"contact": "a\x00b"}, "contact"), ({"contact": "x" * 201}, "contact"),
 ])
 def test_bad_feed_parameters_are_400_naming_them(client, auth, query, name):
     answer = client.get("/api/messages", query_string=query, headers=auth)

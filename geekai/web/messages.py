@@ -10,6 +10,7 @@ from ..messages import feed, sender
 from ..messages.models import DIRECTIONS, FAILED, MAX_CONTACT, MAX_KEY, STATUSES, Message
 from . import i18n
 from .auth import admin_required
+from .params import MAX_ID, BadParameter, check_json, whole_number
 
 bp = Blueprint("messages_api", __name__, url_prefix="/api")
 
@@ -98,9 +99,17 @@ def _json_body():
     if not request.data:
         raise BadInput("body", f"the body is empty; send a JSON object such as {EXAMPLE}")
     try:
-        return json.loads(request.data)
+        body = json.loads(request.data)
     except ValueError:  # UnicodeDecodeError included
         raise BadInput("body", f"the body is not valid JSON; send a JSON object such as {EXAMPLE}") from None
+    except RecursionError:
+        raise BadInput("body", f"the body is nested too deep; send a JSON object such as {EXAMPLE}") from None
+    try:
+        check_json(body)  # a lone surrogate no database can store, nesting past any use
+    except BadParameter as bad:
+        field = bad.parameter if bad.parameter in ("to", "text", "key") else "body"
+        raise BadInput(field, bad.description) from None
+    return body
 
 
 @bp.post("/messages")
@@ -128,7 +137,7 @@ def post_message():
 
 # ----- GET ---------------------------------------------------------------------------------
 
-@bp.get("/messages/<int:message_id>")
+@bp.get('/messages/<id(name="message_id"):message_id>')
 @admin_required
 def get_message(message_id: int):
     message = db.session.get(Message, message_id)
@@ -137,13 +146,14 @@ def get_message(message_id: int):
     return jsonify(message.to_dict())
 
 
-def _whole(name: str, least: int) -> int | None:
+def _whole(name: str, least: int, most: int = MAX_ID) -> int | None:
     value = request.args.get(name, "").strip()
     if not value:
         return None
-    if not (value.isascii() and value.isdigit()) or int(value) < least:
-        abort(_bad(name, f"{name} must be a whole number >= {least} (got {value!r})"))
-    return int(value)
+    try:
+        return whole_number(name, value, least, most)
+    except BadParameter:  # past 64 bits too: no database could compare it
+        abort(_bad(name, f"{name} must be a whole number from {least} to {most} (got {value[:30]!r})"))
 
 
 def _choice(name: str, options) -> str | None:
@@ -160,11 +170,12 @@ def list_messages():
     filtered by ?direction=in|out, ?status=, ?contact=."""
     order = _choice("order", ("oldest", "newest")) or "oldest"
     after_id, before_id = _whole("after_id", 0), _whole("before_id", 1)
-    limit = _whole("limit", 1) or DEFAULT_PAGE
-    if limit > MAX_PAGE:
-        return _bad("limit", f"limit must be at most {MAX_PAGE} (got {limit})")
+    limit = _whole("limit", 1, MAX_PAGE) or DEFAULT_PAGE
+    contact = request.args.get("contact")
+    if contact is not None and (len(contact) > MAX_CONTACT or "\x00" in contact):
+        return _bad("contact", f"contact must be a contact id of at most {MAX_CONTACT} characters, without NUL")
     rows = feed.listing(direction=_choice("direction", DIRECTIONS), status=_choice("status", STATUSES),
-                        contact=request.args.get("contact"), after_id=after_id, before_id=before_id,
+                        contact=contact, after_id=after_id, before_id=before_id,
                         limit=limit, newest=order == "newest")
     page, more = rows[:limit], len(rows) > limit
     answer = {"messages": [m.to_dict() for m in page], "has_more": more}
