@@ -106,7 +106,7 @@ def test_a_storm_of_500_messages_with_a_restart_in_the_middle_loses_and_repeats_
     again = make_app(BOT_BACKEND="ilink", ILINK_BASE_URL=ilink.base_url)
     register_message_handler(again, slow)
     run_bot(again)
-    assert wait_for(lambda: len(received) >= 500, timeout=30), len(received)
+    assert wait_for(lambda: len(received) >= 500, timeout=60), len(received)
     assert not wait_for(lambda: len(received) > 500, timeout=1)
     assert received == [str(message_id) for message_id in sent]  # each once, in order
     assert len(ilink.tokens_issued) == 1, "the restart used the saved token"
