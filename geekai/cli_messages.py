@@ -12,7 +12,8 @@ from urllib.parse import urlencode
 
 import click
 
-from .cli import Client, ServiceError, bot
+from .cli import Client, ServiceError, bot, pass_client
+from .display_time import LABEL, shown
 
 SENT, NOT_SENT = 0, 1
 POLL_SECONDS = 0.5
@@ -40,7 +41,7 @@ def _describe(message: dict) -> str:
 @click.option("--timeout", type=click.FloatRange(min=0), default=60, show_default=True,
               help="seconds to wait for the outcome (with --wait)")
 @click.option("--json", "as_json", is_flag=True, help="print the message as JSON")
-@click.pass_obj
+@pass_client
 def send(client: Client, to: str, text: str, key: str | None, wait: bool, timeout: float, as_json: bool):
     """Send TEXT to the contact TO. Exit 0 sent, 1 failed or not sent in time, 2 unreachable or refused."""
     body = {"to": to, "text": text} | ({"key": key} if key else {})
@@ -67,7 +68,7 @@ def send(client: Client, to: str, text: str, key: str | None, wait: bool, timeou
               help="the feed's cursor: messages after this id, oldest first (default: the latest ones)")
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the API's answer as JSON")
-@click.pass_obj
+@pass_client
 def messages(client: Client, direction: str | None, status: str | None, after_id: int | None, limit: int,
              as_json: bool):
     """Messages in and out, oldest at the top."""
@@ -81,6 +82,8 @@ def messages(client: Client, direction: str | None, status: str | None, after_id
     if as_json:
         click.echo(json.dumps(answer | {"messages": rows}, ensure_ascii=False, indent=1))
         return
+    if rows:
+        click.echo(f"{'#':<7} {'time (' + LABEL + ')':<19}  dir  contact  [status] text")
     for m in rows:
         state = "" if m["direction"] == "in" else f"[{m['status']}{': ' + m['error'] if m.get('error') else ''}] "
-        click.echo(f"#{m['id']:<6} {m['created_at']}  {m['direction']:<3}  {m['contact']}  {state}{m['text']}")
+        click.echo(f"#{m['id']:<6} {shown(m['created_at'])}  {m['direction']:<3}  {m['contact']}  {state}{m['text']}")

@@ -12,11 +12,17 @@
   var FILTERS = { all: {}, "in": { direction: "in" }, out: { direction: "out" }, failed: { status: "failed" } };
 
   var localTime = window.geekaiLocalTime;  // status.js, loaded first
+  // The column names, for the phone layout (table.stack: each value under its column's name).
+  var LABELS = Array.prototype.map.call(card.querySelectorAll("#message-rows thead th"), function (th) { return th.textContent; });
   function cell(text, className) {
     var td = document.createElement("td");
     if (className) { td.className = className; }
     td.textContent = text;
     return td;
+  }
+  function labelled(tr) {
+    Array.prototype.forEach.call(tr.children, function (td, n) { if (LABELS[n]) { td.dataset.label = LABELS[n]; } });
+    return tr;
   }
 
   function row(m) {
@@ -37,15 +43,16 @@
       name.textContent = " (" + m.contact_name + ")";
       who.appendChild(name);
     }
-    var status = cell(T[m.status] || m.status);
+    var status = cell(T[m.status] || m.status, "long");
     if (m.error) {
       var error = document.createElement("div");
       error.className = "message-error";
       error.textContent = m.error;
       status.appendChild(error);
     }
-    tr.append(when, cell(T["direction_" + m.direction] || m.direction), who, cell(m.text, "message-text"), status);
-    return tr;
+    who.className = "long";
+    tr.append(when, cell(T["direction_" + m.direction] || m.direction), who, cell(m.text, "message-text long"), status);
+    return labelled(tr);
   }
 
   function render(messages) {

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from conftest import API_TOKEN, log_in_by_scan, wait_for, wait_for_state
+from geekai.display_time import shown
 from message_helpers import feed
 from test_cli import closed_port_url
 
@@ -68,9 +69,10 @@ def test_messages_lists_the_feed_oldest_at_the_top(bot_cli, emulator):
     run("send", "张三", "在")
     run("send", "赵六", "hello")
     result = run("messages")
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 0 and len(lines) == 3
+    header, *lines = result.output.strip().splitlines()
+    assert result.exit_code == 0 and len(lines) == 3 and "time (UTC+8)" in header
     assert lines[0].split()[-3:] == ["in", "张三", "在吗？"]
+    assert shown(feed(client, {"Authorization": f"Bearer {API_TOKEN}"})[0]["created_at"]) in lines[0]  # China time
     assert "out  张三  [sent] 在" in lines[1]
     assert "[failed: unknown contact '赵六'" in lines[2]
     failed = run("messages", "--status", "failed", "--json")
