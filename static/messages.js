@@ -7,6 +7,7 @@
   if (!card) { return; }
   var T = JSON.parse(document.getElementById("page-texts").textContent);
   var REFRESH_MS = 4000;
+  var ZH = document.documentElement.lang === "zh-CN";  // why a message failed, in the page's language
   var body = card.querySelector("#message-rows tbody");
   var form = document.getElementById("message-filter");
   var FILTERS = { all: {}, "in": { direction: "in" }, out: { direction: "out" }, failed: { status: "failed" } };
@@ -47,7 +48,7 @@
     if (m.error) {
       var error = document.createElement("div");
       error.className = "message-error";
-      error.textContent = m.error;
+      error.textContent = ZH && m.error_zh ? m.error_zh : m.error;
       status.appendChild(error);
     }
     who.className = "long";

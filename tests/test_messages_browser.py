@@ -70,3 +70,4 @@ def test_messages_arrive_live_escaped_and_failures_stand_out(server, browser, em
     wait_until(browser, lambda d: d.find_elements(By.ID, "messages"))
     card = browser.find_element(By.ID, "messages").text
     assert "消息" in card and "失败" in card and "to nobody" in card and "to 张三" not in card
+    assert "未知联系人 '赵六'" in card and "unknown contact" not in card  # the reason in the page's language

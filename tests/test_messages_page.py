@@ -64,6 +64,26 @@ def test_the_card_speaks_chinese(client, with_messages):
         assert text in html
 
 
+def test_why_a_message_failed_is_shown_in_the_page_language(app, client, auth):
+    failed = post(client, auth, to="赵六", text="hi").get_json()["id"]
+    reason = ("unknown contact '赵六': no friend, group or official account of GeekAI测试号 has this remark name "
+              "or nickname (use the `contact` of a received message)")
+    fail(app, failed, reason)
+    sign_in(client)
+    assert "未知联系人 &#39;赵六&#39;：GeekAI测试号 的好友" in card(client.get("/?lang=zh").get_data(as_text=True))
+    assert "unknown contact &#39;赵六&#39;: no friend" in card(client.get("/?lang=en").get_data(as_text=True))
+    shown = client.get(f"/api/messages/{failed}", headers=auth).get_json()
+    assert shown["error"] == reason and shown["error_code"] == "send_unknown_contact"  # English stays, for scripts
+    assert shown["error_zh"].startswith("未知联系人 '赵六'：GeekAI测试号 的好友")
+    gave_up = post(client, auth, to="张三", text="hi").get_json()["id"]
+    fail(app, gave_up, "gave up after 10 attempts: iLink answered HTTP 503 for sendmessage; the message was not sent")
+    assert message_error_zh(client, auth, gave_up) == "尝试 10 次后放弃：iLink 对 sendmessage 返回了 HTTP 503；消息未发出"
+
+
+def message_error_zh(client, auth, message_id) -> str:
+    return client.get(f"/api/messages/{message_id}", headers=auth).get_json()["error_zh"]
+
+
 def test_visitors_see_no_messages(client, with_messages):
     html = client.get("/").get_data(as_text=True)
     assert 'id="messages"' not in html and "queued one" not in html and "messages.js" not in html

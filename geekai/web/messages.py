@@ -8,7 +8,7 @@ from flask import Blueprint, abort, current_app, jsonify, request, url_for
 from ..db import db
 from ..messages import feed, sender
 from ..messages.models import DIRECTIONS, FAILED, MAX_CONTACT, MAX_KEY, STATUSES, Message
-from . import i18n
+from . import i18n, reasons
 from .auth import admin_required
 from .params import MAX_ID, BadParameter, check_json, whole_number
 
@@ -60,6 +60,13 @@ def _bad(field: str, message: str):
     response = jsonify(error=message, field=field)
     response.status_code = 400
     return response
+
+
+def shown(message: Message) -> dict:
+    """A message as the API gives it: with its error's code and Chinese form (the English stays in
+    `error`, for scripts), as the bot's reasons have (geekai/web/reasons.py)."""
+    row = message.to_dict()
+    return row | {"error_code": reasons.code_of(row["error"]), "error_zh": reasons.render(row["error"], "zh")}
 
 
 # ----- POST /api/messages ------------------------------------------------------------------
@@ -124,10 +131,10 @@ def post_message():
     if not created and (message.contact, message.text) != (to, text):
         response = jsonify(error=f"key {key!r} was used already, for message {message.id} with another "
                                  "recipient or text: use a new key for a new message",
-                           field="key", message=message.to_dict())
+                           field="key", message=shown(message))
         response.status_code = 409
         return response
-    answer = jsonify(message.to_dict())
+    answer = jsonify(shown(message))
     answer.status_code = 202 if created else 200
     answer.headers["Location"] = url_for(".get_message", message_id=message.id)
     if created:
@@ -143,7 +150,7 @@ def get_message(message_id: int):
     message = db.session.get(Message, message_id)
     if message is None:
         return jsonify(error=f"no message {message_id}"), 404
-    return jsonify(message.to_dict())
+    return jsonify(shown(message))
 
 
 def _whole(name: str, least: int, most: int = MAX_ID) -> int | None:
@@ -178,7 +185,7 @@ def list_messages():
                         contact=contact, after_id=after_id, before_id=before_id,
                         limit=limit, newest=order == "newest")
     page, more = rows[:limit], len(rows) > limit
-    answer = {"messages": [m.to_dict() for m in page], "has_more": more}
+    answer = {"messages": [shown(m) for m in page], "has_more": more}
     if order == "oldest":
         # Where the next poll starts: the last id shown, or the same cursor when nothing was new.
         answer["next_after_id"] = page[-1].id if page else (after_id or 0)
@@ -191,5 +198,5 @@ def page_section(choice: str | None) -> dict:
     """The status page's messages card: the newest messages for the chosen filter."""
     choice = choice if choice in PAGE_FILTERS else "all"
     rows = feed.listing(limit=PAGE_SECTION, newest=True, **PAGE_FILTERS[choice])[:PAGE_SECTION]
-    return {"filter": choice, "filters": list(PAGE_FILTERS), "rows": [m.to_dict() for m in rows],
+    return {"filter": choice, "filters": list(PAGE_FILTERS), "rows": [shown(m) for m in rows],
             "query": PAGE_FILTERS[choice] | {"order": "newest", "limit": PAGE_SECTION}}
