@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import click
 
-from .cli import Client, ServiceError, bot, pass_client
+from .cli_client import Client, ServiceError, pass_client
 from .display_time import LABEL, shown
 
 SENT, NOT_SENT = 0, 1
@@ -32,7 +32,7 @@ def _describe(message: dict) -> str:
     return text
 
 
-@bot.command()
+@click.command()
 @click.argument("to")
 @click.argument("text")
 @click.option("--key", default=None, help="idempotency key: the same key again returns the first message, sent once")
@@ -61,7 +61,7 @@ def send(client: Client, to: str, text: str, key: str | None, wait: bool, timeou
     sys.exit(NOT_SENT)
 
 
-@bot.command()
+@click.command()
 @click.option("--direction", type=click.Choice(["in", "out"]), default=None)
 @click.option("--status", type=click.Choice(["received", "queued", "sent", "failed"]), default=None)
 @click.option("--after-id", type=click.IntRange(min=0), default=None,

@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import secrets
 import smtplib
 import socket
@@ -35,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
 
+from .backoff import delay as backoff_delay
 from .db import db, isoformat, utcnow
 from .redaction import redact, redact_text  # noqa: F401 (redact: outbox.redact for the pages)
 
@@ -280,10 +280,7 @@ def _finish(message: OutboxMessage, **values) -> None:
 
 def backoff(app, attempts: int) -> float:
     """Seconds before the next try after `attempts` failures: doubling, jittered, capped."""
-    first = app.config["OUTBOX_RETRY_FIRST_SECONDS"]
-    cap = app.config["OUTBOX_RETRY_MAX_SECONDS"]
-    delay = first * 2 ** min(attempts - 1, 30)
-    return min(cap, delay * random.uniform(0.75, 1.25))
+    return backoff_delay(attempts, app.config["OUTBOX_RETRY_FIRST_SECONDS"], app.config["OUTBOX_RETRY_MAX_SECONDS"])
 
 
 def send(app, message: OutboxMessage) -> None:

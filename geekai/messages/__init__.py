@@ -9,10 +9,10 @@ from ..config import ConfigError
 
 
 def init_app(app) -> None:
-    """Tables, the recorder the supervisor runs before the handlers, the periodic jobs, the API."""
+    """Tables, the recorder the supervisor runs before the handlers, the periodic jobs (the API and
+    the page's card: geekai/web/messages.py, registered by geekai/web)."""
     from .. import outbox
     from ..jobs import register_job, register_message_recorder
-    from ..web import messages as web_messages
     from . import feed, models, retention, sender  # noqa: F401 (models: the table)
 
     if app.config.get("MESSAGE_CALLBACK_URL") and not app.config.get(feed.SECRET_KEY_NAME):
@@ -23,4 +23,3 @@ def init_app(app) -> None:
     register_message_recorder(app, functools.partial(feed.record_incoming, app))
     register_job(app, sender.JOB_ID, sender.send_due, app.config["MESSAGE_SEND_INTERVAL_SECONDS"])
     register_job(app, retention.JOB_ID, retention.purge, app.config["MESSAGE_RETENTION_CHECK_SECONDS"])
-    web_messages.init_app(app)

@@ -22,9 +22,9 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, update
 from sqlalchemy.exc import OperationalError
 
+from ..backoff import delay as backoff_delay
 from ..bot import runtime as bot_runtime
 from ..bot.errors import NotOnline, SendFailed
-from ..bot.supervisor import backoff_delay
 from ..db import db, utcnow
 from . import feed
 from .models import FAILED, OUT, QUEUED, SENT, Message

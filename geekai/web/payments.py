@@ -7,13 +7,12 @@ from datetime import datetime, time, timedelta, timezone
 
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
 
-from .. import display_time, outbox
+from .. import display_time
 from ..db import db, isoformat, utcnow
-from ..outbox import OutboxMessage
 from ..payments import ledger
 from ..payments.models import ACCEPTED, NOTICE_STATUSES, ORDER_STATUSES, PAYMENT_STATUSES, Order, Payment, PaymentNotice
 from ..payments.parser import amount_to_str
-from . import csrf, i18n
+from . import i18n
 from .auth import actor, admin_required, is_admin
 from .params import int_arg, limit_arg, text_field, time_arg, whole_number
 
@@ -212,31 +211,6 @@ def list_orders():
     return jsonify(orders=ledger.order_dicts(db.session.execute(query).scalars().all()))
 
 
-@api.get("/deliveries")
-@admin_required
-def list_deliveries():
-    """Outbox messages (callbacks and alerts), newest first: ?status=, ?topic= (prefix)."""
-    status = _choice("status", outbox.STATUSES)
-    query = db.select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(_limit())
-    if status:
-        query = query.where(OutboxMessage.status == status)
-    if request.args.get("topic"):
-        query = query.where(OutboxMessage.topic.startswith(request.args["topic"], autoescape=True))
-    return jsonify(deliveries=[m.to_dict() for m in db.session.execute(query).scalars()])
-
-
-@api.post('/deliveries/<id(name="delivery_id"):message_id>/retry')
-@admin_required
-def retry_delivery(message_id: int):
-    """Send a failed or waiting delivery again now (409 when delivered or being sent right now)."""
-    message = db.session.get(OutboxMessage, message_id)
-    if message is None:
-        return _error(404, f"no delivery {message_id}")
-    if not outbox.retry(message_id):
-        return _error(409, f"delivery {message_id} is already delivered or being sent right now")
-    return jsonify(db.session.get(OutboxMessage, message_id, populate_existing=True).to_dict())
-
-
 # ----- admin pages -------------------------------------------------------------------------
 
 def _admin_page():
@@ -299,26 +273,3 @@ def orders_page():
         query = query.where(Order.status == status)
     return render_template("orders.html", admin=True, orders=db.session.execute(query).scalars().all(),
                            statuses=ORDER_STATUSES, args=request.args, money=amount_to_str, local=display_time.shown)
-
-
-@pages.get("/deliveries")
-def deliveries_page():
-    if (login := _admin_page()) is not None:
-        return login
-    status = _choice("status", outbox.STATUSES)
-    query = db.select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(500)
-    if status:
-        query = query.where(OutboxMessage.status == status)
-    return render_template("deliveries.html", admin=True, deliveries=db.session.execute(query).scalars().all(),
-                           statuses=outbox.STATUSES, args=request.args, local=display_time.shown, redact=outbox.redact,
-                           redact_text=outbox.redact_text)
-
-
-@pages.post('/deliveries/<id(name="delivery_id"):message_id>/retry')
-def retry_delivery_form(message_id: int):
-    """The page's retry button (a form post with the CSRF token)."""
-    if not is_admin():
-        abort(401)
-    csrf.protect()
-    outbox.retry(message_id)
-    return redirect(url_for(".deliveries_page", status=request.args.get("status") or None))
