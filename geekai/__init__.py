@@ -27,6 +27,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     from . import config, db, instance_secrets, models, schema  # noqa: F401 (models: the tables)
     from . import admin_session, alerts, outbox  # noqa: F401 (their tables)
     from .cli import init_app as init_cli
+    from .messages import init_app as init_messages
     from .payments import init_app as init_payments
     from .web import init_app as init_web
     from .redaction import install_log_filter
@@ -37,6 +38,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     params.init_app(app)  # before any blueprint: their routes use its id converter
     instance_secrets.ensure(app)
     init_payments(app)
+    init_messages(app)
     db.init_app(app)
     schema.init_app(app)
     if app.config["DB_AUTO_UPGRADE"]:

@@ -55,6 +55,14 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX_RETRY_FIRST_SECONDS": 2,
     "OUTBOX_RETRY_MAX_SECONDS": 600,
     "OUTBOX_MAX_ATTEMPTS": 20,
+    # Messages in and out for the main application (geekai/messages, docs/messages.md).
+    "MESSAGE_MAX_CHARS": 4000,
+    "MESSAGE_SEND_INTERVAL_SECONDS": 1,
+    "MESSAGE_RETRY_FIRST_SECONDS": 5,
+    "MESSAGE_RETRY_MAX_SECONDS": 300,
+    "MESSAGE_MAX_ATTEMPTS": 10,
+    "MESSAGE_RETENTION_DAYS": 30,
+    "MESSAGE_RETENTION_CHECK_SECONDS": 3600,
     # Live status pages (server-sent event streams) open at once; each holds a server thread.
     "STREAM_MAX_CLIENTS": 8,
     # Reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (0: none), and the
@@ -104,6 +112,13 @@ def _count(value: Any) -> int:
     if isinstance(value, bool) or int(value) != float(value) or int(value) < 0:
         raise ValueError(value)
     return int(value)
+
+
+def _positive_count(value: Any) -> int:
+    count = _count(value)
+    if count < 1:
+        raise ValueError(value)
+    return count
 
 
 def _choice(*options: str) -> Callable[[Any], str]:
@@ -231,6 +246,15 @@ RULES: dict[str, Rule] = {
     "OUTBOX_RETRY_FIRST_SECONDS": Rule(_seconds(0.01), "a number of seconds >= 0.01"),
     "OUTBOX_RETRY_MAX_SECONDS": Rule(_seconds(0.01), "a number of seconds >= 0.01"),
     "OUTBOX_MAX_ATTEMPTS": Rule(_count, "a whole number >= 0"),
+    "MESSAGE_CALLBACK_URL": Rule(_optional(_http_url), "an http(s) URL"),
+    "MESSAGE_CALLBACK_SECRET": Rule(_secret, "a string of at least 8 characters"),
+    "MESSAGE_MAX_CHARS": Rule(_positive_count, "a whole number of characters >= 1"),
+    "MESSAGE_SEND_INTERVAL_SECONDS": Rule(_seconds(0.05), "a number of seconds >= 0.05"),
+    "MESSAGE_RETRY_FIRST_SECONDS": Rule(_seconds(0.01), "a number of seconds >= 0.01"),
+    "MESSAGE_RETRY_MAX_SECONDS": Rule(_seconds(0.01), "a number of seconds >= 0.01"),
+    "MESSAGE_MAX_ATTEMPTS": Rule(_positive_count, "a whole number >= 1"),
+    "MESSAGE_RETENTION_DAYS": Rule(_seconds(0), "a number of days >= 0 (0: keep messages for ever)"),
+    "MESSAGE_RETENTION_CHECK_SECONDS": Rule(_seconds(0.05), "a number of seconds >= 0.05"),
 }
 
 

@@ -1,4 +1,5 @@
-"""What other modules hand to the serving process: periodic jobs and message handlers.
+"""What other modules hand to the serving process: periodic jobs, message handlers, and the
+recorder that stores each message before the handlers see it.
 
 Modules register here from their init_app; the bot runtime of a serving process schedules the
 jobs and passes the handlers to the supervisor. Nothing runs in an app that only answers tests
@@ -11,6 +12,7 @@ from typing import Callable
 
 JOBS = "geekai.jobs"
 HANDLERS = "geekai.message_handlers"
+RECORDER = "geekai.message_recorder"
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,19 @@ def register_message_handler(app, handler: Callable) -> None:
     app.extensions.setdefault(HANDLERS, []).append(handler)
 
 
+def register_message_recorder(app, recorder: Callable) -> None:
+    """Call recorder(IncomingMessage) for every message the bot receives, before any handler: the
+    one place where messages of every backend are stored (geekai/messages)."""
+    app.extensions[RECORDER] = recorder
+
+
 def jobs(app) -> list[PeriodicJob]:
     return list(app.extensions.get(JOBS, []))
 
 
 def message_handlers(app) -> list[Callable]:
     return list(app.extensions.get(HANDLERS, []))
+
+
+def message_recorder(app) -> Callable | None:
+    return app.extensions.get(RECORDER)

@@ -5,6 +5,7 @@
   "use strict";
   var box = document.getElementById("bot");
   if (!box) { return; }
+  window.geekaiLocalTime = localTime;  // for the page's other cards (messages.js)
   var T = JSON.parse(document.getElementById("page-texts").textContent);
   // Reasons, actors and incident kinds come in English and Chinese (geekai/web/reasons.py).
   var ZH = document.documentElement.lang === "zh-CN";

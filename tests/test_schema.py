@@ -84,12 +84,13 @@ def test_a_new_database_gets_exactly_the_schema_of_the_models(tmp_path):
 
 def test_the_last_releases_database_is_upgraded_in_place_without_losing_a_row(tmp_path):
     path = last_release_database(tmp_path / "instance")
-    before, columns_before = dump(path), columns(path)
+    before, indexes_before, columns_before = dump(path), indexes(path), columns(path)
     app = build(tmp_path / "instance")
     assert revision(path) == schema.HEAD
     # Every row keeps every value it had; columns added since are new, not replacements.
     assert dump(path, columns_before) == before
     assert all(set(columns_before[table]) <= set(names) for table, names in columns(path).items())
+    assert indexes_before <= indexes(path)
     build(tmp_path / "new")
     assert indexes(path) == indexes(tmp_path / "new" / "geekai.sqlite")
     client = app.test_client()

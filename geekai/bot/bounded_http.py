@@ -22,6 +22,9 @@ from .errors import (LoginRefused, SessionRejected, StopRequested, WeChatBadAnsw
 
 # Once online, wxpy gives synccheck (10, 30) and webwxsync (10, 20); everything else gets this.
 ONLINE_TIMEOUT = (10, 35)
+# WeChat answers a text send at once (no long-poll): a hung one must not hold the send queue, or
+# a shutdown waiting for it, for long.
+SEND_TIMEOUT = (5, 10)
 
 _EXPECTED_LOGIN_ANSWERS = {
     "/jslogin": re.compile(r"window\.QRLogin\.code = 200;"),
@@ -117,7 +120,10 @@ def wrap_requests(session: requests.Session, ctx: AttemptContext) -> None:
         return send(method, url, path, kwargs)
 
     def send(method, url, path, kwargs):
-        kwargs["timeout"] = ctx.request_timeout(kwargs.get("timeout"))
+        given = kwargs.get("timeout")
+        if given is None and path.endswith("/webwxsendmsg"):
+            given = SEND_TIMEOUT
+        kwargs["timeout"] = ctx.request_timeout(given)
         try:
             response = original(method, url, **kwargs)
         except requests.RequestException as exc:

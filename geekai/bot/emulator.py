@@ -23,6 +23,7 @@ JS = "text/javascript; charset=utf-8"
 # The real server labels its JSON text/plain; itchat does not care, so mimic it.
 JSON_TYPE = "text/plain; charset=utf-8"
 RET_LOGGED_OUT = 1101
+RET_NOT_A_CONTACT = 1204
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -117,6 +118,9 @@ class Session:
 class WeChatEmulator(FakeServer):
     """Fake web-WeChat: login QR, session, contacts, messages in and out, logout and faults."""
 
+    # The real server gives every contact a new UserName at each login; tests that need it set this.
+    new_user_names_per_login = False
+
     thread_name = "wechat-emulator"
 
     def __init__(self, login_poll_hold=25.0, synccheck_hold=25.0, qr_lifetime=None,
@@ -136,6 +140,8 @@ class WeChatEmulator(FakeServer):
         self._sync_seq = 0
         self._msg_seq = 0
         self.sent = []
+        self.refused = []  # webwxsendmsg requests answered with a Ret other than 0
+        self._send_refusals = collections.deque()
         self.uin = str(random.randint(1000000000, 3999999999))
         self.self_username = "@" + _hex(64)
         self._contacts = self._make_contacts()
@@ -208,6 +214,29 @@ class WeChatEmulator(FakeServer):
         # The server HTML-escapes text and turns newlines into <br/>; itchat undoes both.
         content = html.escape(str(text), quote=False).replace("\n", "<br/>")
         return self.inject_message({"MsgType": 1, "FromUserName": sender, "Content": content})
+
+    def refuse_sends(self, ret, times=1):
+        """The next `times` webwxsendmsg requests are answered with BaseResponse.Ret `ret`
+        (1205: sending too often; 1101: logged out; any other code)."""
+        with self._cond:
+            self._send_refusals.extend([int(ret)] * times)
+
+    def add_contact(self, nick_name, remark_name="", group=False):
+        """Add a friend (or a group) to the account's contacts; return its UserName. A bot that is
+        logged in already sees it after its next login."""
+        user_name = ("@@" + _hex(64)) if group else ("@" + _hex(32))
+        with self._cond:
+            self._contacts.append(_contact(user_name, nick_name, sex=0 if group else 1,
+                                           RemarkName=remark_name, MemberCount=3 if group else 0))
+        return user_name
+
+    def contact_username(self, name):
+        """UserName of the only contact whose remark name, or else nick name, is `name`."""
+        with self._cond:
+            found = [c["UserName"] for c in self._contacts if (c["RemarkName"] or c["NickName"]) == name]
+        if len(found) != 1:
+            raise KeyError("%d contacts are called %r" % (len(found), name))
+        return found[0]
 
     def send_payment_notice(self, amount, note=None, forged=False):
         """Queue a WeChat Pay 收款到账 notice for `amount` (e.g. "12.00") with the payer's note; from the
@@ -309,6 +338,20 @@ class WeChatEmulator(FakeServer):
             _contact("@" + _hex(32), "微信收款助手", verify_flag=24, KeyWord="gh_",
                      Signature="微信收款到账通知", ContactFlag=1),
         ]
+
+    def _may_receive(self, user_name):
+        """Whether a text to this UserName is delivered: a contact of this login, or the file helper."""
+        if user_name == "filehelper":
+            return True
+        return user_name != self.self_username and any(c["UserName"] == user_name for c in self._contacts)
+
+    def _new_user_names(self):
+        """Web WeChat's UserNames hold for one login only: a new login gets new ones (call under
+        the lock; only with new_user_names_per_login)."""
+        for c in self._contacts:
+            c["UserName"] = ("@@" + _hex(64)) if c["UserName"].startswith("@@") else ("@" + _hex(32))
+        self.self_username = "@" + _hex(64)
+        self.default_friend = self.friend_username("张三")
 
     def _find_username(self, nick_name, accept):
         """First UserName whose NickName matches and whose record passes accept()."""
@@ -483,6 +526,8 @@ class WeChatEmulator(FakeServer):
             for old in self._sessions.values():
                 if old.valid:
                     self._end_session(old, "replaced")
+            if self.new_user_names_per_login and self._sessions:
+                self._new_user_names()
             session = Session(self.uin)
             self._sessions[session.sid] = session
             self._current = session
@@ -595,13 +640,20 @@ class WeChatEmulator(FakeServer):
                 "ContinueFlag": 0, "SyncKey": key, "SyncCheckKey": key, "SKey": session.skey})
 
     def _sendmsg(self, data):
-        """Record an outgoing message; answer like the server (Ret 1101 if logged out)."""
+        """Record an outgoing message; answer like the server: Ret 1101 if logged out, 1204 for a
+        recipient that is not a contact (or the account itself), or what refuse_sends() queued."""
         with self._cond:
             if data is None or self._session_from(data) is None:
                 return self._json_reply({"BaseResponse": self._base_response(RET_LOGGED_OUT),
                                          "MsgID": "", "LocalID": ""})
-            self.sent.append(data)
             msg = data.get("Msg") or {}
+            ret = self._send_refusals.popleft() if self._send_refusals else 0
+            if not ret and not self._may_receive(msg.get("ToUserName")):
+                ret = RET_NOT_A_CONTACT
+            if ret:
+                self.refused.append(data)
+                return self._json_reply({"BaseResponse": self._base_response(ret), "MsgID": "", "LocalID": ""})
+            self.sent.append(data)
             msg_id = str(random.randint(10 ** 18, 9 * 10 ** 18))
         return self._json_reply({"BaseResponse": self._base_response(), "MsgID": msg_id,
                                  "LocalID": str(msg.get("LocalID", ""))})

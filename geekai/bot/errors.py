@@ -57,6 +57,13 @@ class SendFailed(Exception):
         self.permanent = permanent
 
 
+class NotOnline(SendFailed):
+    """No logged-in session to send through: a queued message waits, and no attempt is counted."""
+
+    def __init__(self, reason: str = "the bot is not logged in"):
+        super().__init__(reason, permanent=False)
+
+
 def classify(exc: BaseException) -> tuple[str, str]:
     """(kind, reason) for any exception a login attempt raised, SystemExit included."""
     if isinstance(exc, BotFailure):

@@ -15,7 +15,7 @@ import uuid
 from typing import Callable, Protocol
 
 from .backend import LoginListener
-from .errors import BotFailure, SendFailed, StopRequested, WeChatTimeout
+from .errors import BotFailure, NotOnline, SendFailed, StopRequested, WeChatTimeout
 from .ilink_api import SEND_REFUSED, IlinkClient, IlinkRefused, SessionExpired
 from .ilink_messages import is_from_bot, sent_at, to_incoming
 
@@ -26,6 +26,10 @@ REPLY_WINDOW = 24 * 3600
 POLL_MARGIN = 5.0
 MAX_POLL_SECONDS = 300.0
 NOTIFY_STOP_SECONDS = 3.0
+# Going offline lets a send in flight finish (and its outcome be recorded) this long.
+SEND_FINISH_WAIT = 2.0
+INTERRUPTED = ("interrupted: the bot went offline while iLink had the message, so it may or may not have "
+               "arrived; it is not sent again automatically")
 
 
 class IlinkStore(Protocol):
@@ -55,6 +59,7 @@ class IlinkSession:
         self._forget = forget
         self._delivery_lock = delivery_lock
         self._stopped = threading.Event()
+        self._close_lock = threading.Lock()
         client.close()  # the login's; this session makes its own, cancelled by its stop
         self._poller = IlinkClient(api_url, timeout=login_timeout, cancel=self._stopped, token=token)
         self._sender = IlinkClient(api_url, timeout=login_timeout, cancel=self._stopped, token=token)
@@ -100,9 +105,8 @@ class IlinkSession:
 
     def stop(self) -> None:
         """Go offline: tell iLink (notifystop), keep the token for the next start."""
-        if self._stopped.is_set():
+        if not self._begin_close():
             return
-        self._stopped.set()
         self._notify_stop()
         self._close()
 
@@ -181,9 +185,8 @@ class IlinkSession:
             self.store.save_cursor(self.account, cursor)
 
     def _end(self, reason: str, session_ended: bool) -> None:
-        if self._stopped.is_set():
+        if not self._begin_close():
             return  # stopped on purpose: nothing to report
-        self._stopped.set()
         self._close()
         logger.warning("iLink session ended: %s", reason)
         self.listener.logged_out(reason, session_ended=session_ended)
@@ -215,6 +218,8 @@ class IlinkSession:
                         "message_type": 2, "message_state": 2, "context_token": token,
                         "item_list": [{"type": 1, "text_item": {"text": text}}]}}
         with self._send_lock:
+            if self._stopped.is_set():
+                raise NotOnline("the bot went offline")
             try:
                 self._sender.call("sendmessage", body)
             except IlinkRefused as exc:
@@ -222,15 +227,27 @@ class IlinkSession:
             except SessionExpired:
                 raise SendFailed("the iLink session expired: the bot must log in again (a new QR) before it "
                                  "can send; the message was not sent", permanent=False) from None
-            except StopRequested:
-                raise SendFailed("the bot is offline: the iLink session has stopped", permanent=False) from None
-            except WeChatTimeout:
-                raise SendFailed("iLink did not answer in time: the message may or may not have arrived",
-                                 permanent=False) from None
+            except StopRequested:  # the session closed before the request went out
+                raise NotOnline("the bot went offline") from None
             except BotFailure as exc:
+                if self._stopped.is_set():  # cut off by going offline: iLink may have it already
+                    raise SendFailed(INTERRUPTED, permanent=True) from None
+                if isinstance(exc, WeChatTimeout):
+                    raise SendFailed("iLink did not answer in time: the message may or may not have arrived; "
+                                     "it is tried again", permanent=False) from None
                 raise SendFailed(f"{exc}; the message was not sent", permanent=False) from None
 
     # -- helpers --------------------------------------------------------------------------------------
+    def _begin_close(self) -> bool:
+        """Refuse new sends and let one in flight finish; False when closing began already."""
+        with self._close_lock:
+            if self._stopped.is_set():
+                return False
+            self._stopped.set()
+        if self._send_lock.acquire(timeout=SEND_FINISH_WAIT):
+            self._send_lock.release()
+        return True
+
     def _notify_stop(self) -> None:
         client = IlinkClient(self._api_url, timeout=min(NOTIFY_STOP_SECONDS, self.login_timeout),
                              cancel=threading.Event(), token=self._token)

@@ -50,6 +50,7 @@ class BotRuntime:
         # The backend is made when this process leads: a demo's emulator starts in one process only.
         self.supervisor = BotSupervisor(None, self.store, self.scheduler, app.config)
         self.supervisor.handlers.extend(jobs.message_handlers(app))
+        self.supervisor.recorder = jobs.message_recorder(app)
         self.leading = False
         self._seen_change = None
 

@@ -44,6 +44,8 @@ class BotSupervisor:
         self.failures = 0
         self.generation = 0
         self.handlers: list = []
+        # Stores each message before the handlers run (geekai/messages); None: nothing stores.
+        self.recorder = None
         self.stats = {"messages_in": 0, "messages_out": 0, "messages_failed": 0, "watchdog_restarts": 0}
         self._cancel = threading.Event()
         self._codes = CodeBox()
@@ -84,6 +86,21 @@ class BotSupervisor:
                 session.logout()
             self.backend.forget()
             self._go(states.NEEDS_LOGIN, "logged out by admin", actor=actor)
+
+    def send_text(self, to: str, text: str) -> None:
+        """Send a text through the online session, from any thread; raises errors.SendFailed
+        (errors.NotOnline while no session is logged in)."""
+        session = self.session
+        if session is None:
+            raise errors.NotOnline()
+        try:
+            session.send_text(to, text)
+        except errors.NotOnline:
+            raise
+        except errors.SendFailed:
+            self.stats["messages_failed"] += 1
+            raise
+        self.stats["messages_out"] += 1
 
     def submit_code(self, code: str, actor: str = "admin") -> bool:
         """Pass the number shown on the phone to the login waiting for it; False when none waits."""
@@ -248,6 +265,11 @@ class BotSupervisor:
 
     def _message(self, generation: int, message: IncomingMessage) -> None:
         self.stats["messages_in"] += 1
+        if self.recorder is not None:
+            try:
+                self.recorder(message)
+            except Exception:
+                logger.exception("message %s could not be stored; the handlers get it all the same", message.id)
         if message.reply is not None:
             message.reply = self._counted(message.reply)
         for handler in list(self.handlers):

@@ -59,6 +59,9 @@ def install_patches(itchat, wxpy) -> None:
         itchat.components.hotreload.pickle = RESTRICTED_PICKLE
         wxpy.utils.puid_map.pickle = RESTRICTED_PICKLE
         itchat.set_logging(showOnCmd=False)
+        # wxpy logs the whole text of every message sent at INFO: in the service's log it would
+        # outlive MESSAGE_RETENTION_DAYS. Its warnings still show.
+        logging.getLogger("wxpy.api.chats.chat").setLevel(logging.WARNING)
         shipped_probe = itchat.components.register.test_connect
         shipped_enhance = wxpy.api.bot.enhance_connection
 

@@ -11,8 +11,12 @@ import time
 
 from . import bounded_http
 from .backend import UNREADABLE, IncomingMessage, LoginListener
+from .errors import NotOnline, SendFailed, StopRequested
 
 logger = logging.getLogger(__name__)
+
+# How long going offline waits for a send in flight to end, so that its outcome is known.
+SEND_FINISH_WAIT = 2.0
 
 
 class WxpySession:
@@ -31,6 +35,8 @@ class WxpySession:
         self.inbox: DeliveryQueue | None = None
         self._closing = False
         self._lock = threading.Lock()
+        # One send at a time: the send queue's thread and handlers' replies share itchat's session.
+        self._send_lock = threading.Lock()
 
     def went_online(self) -> None:
         """itchat's login_callback: it fires before Bot() returns, so only switch timeouts."""
@@ -85,6 +91,49 @@ class WxpySession:
             return f"no sync with WeChat for {quiet} (limit {silence:g} s)"
         return ""
 
+    def send_text(self, to: str, text: str) -> None:
+        """Send a text to the contact whose contact id (see contact_id) is `to`, from any thread.
+
+        Raises SendFailed: permanent for a contact that is unknown or ambiguous, or that WeChat
+        refuses (1204: not a friend); transient for network errors, a rate limit, a logout.
+        """
+        from wxpy.api.chats import Chat
+        from wxpy.exceptions import ResponseError
+
+        with self._send_lock:
+            if self._closing or self.bot is None:
+                raise NotOnline("the bot went offline")
+            record = self._resolve(to)
+            try:
+                Chat(record, self.bot).send_msg(text)
+            except ResponseError as exc:
+                raise refused(to, exc.err_code, exc.err_msg) from exc
+            except StopRequested:  # the session closed before the request went out
+                raise NotOnline("the bot went offline") from None
+            except (OSError, ValueError) as exc:  # requests' errors are OSErrors; ValueError: garbage
+                if self._closing:  # cut off by going offline: WeChat may have it already
+                    raise SendFailed("interrupted: the bot went offline while WeChat had the message, so it may "
+                                     "or may not have arrived; it is not sent again automatically",
+                                     permanent=True) from exc
+                raise SendFailed(f"could not reach WeChat to send: {type(exc).__name__}: {exc}"[:300],
+                                 permanent=False) from exc
+
+    def _resolve(self, to: str) -> dict:
+        """The one contact record whose contact id is `to`, among this login's contacts."""
+        core = self.bot.core
+        with core.storageClass.updateLock:
+            records = [dict(c) for c in (*core.memberList, *core.chatroomList, *core.mpList)]
+            own = core.storageClass.userName
+        found = {r.get("UserName"): r for r in records if r.get("UserName") != own and contact_id(r) == to}
+        if not found:
+            raise SendFailed(f"unknown contact {to!r}: no friend, group or official account of {self.account}"
+                             " has this remark name or nickname (use the `contact` of a received message)",
+                             permanent=True)
+        if len(found) > 1:
+            raise SendFailed(f"ambiguous contact {to!r}: {len(found)} contacts of {self.account} are called so;"
+                             " give each a different remark name (备注) in WeChat and send to that", permanent=True)
+        return next(iter(found.values()))
+
     def stop(self) -> None:
         """Go offline without logging out, keeping the cache so the next start needs no scan."""
         if not self._begin_close():
@@ -117,7 +166,10 @@ class WxpySession:
             if self._closing or self.bot is None:
                 return False
             self._closing = True
-            return True
+        # New sends are refused from here on; one in flight may finish and report its outcome.
+        if self._send_lock.acquire(timeout=SEND_FINISH_WAIT):
+            self._send_lock.release()
+        return True
 
     def release(self) -> None:
         """Undo what each Bot leaves behind for ever (docs/protocol-notes.md#10-every-bot-leaks)."""
@@ -208,10 +260,51 @@ def to_incoming(raw: dict, bot) -> IncomingMessage:
         text=msg.text or "",
         sender=raw.get("FromUserName", ""),
         sender_name=getattr(sender, "name", "") or "",
+        contact_id=_chat_id(msg),
         sender_contact=dict(getattr(sender, "raw", {}) or {}),
         raw=dict(raw),
         reply=msg.reply,
     )
+
+
+def _chat_id(msg) -> str:
+    """The contact id of the chat a message belongs to: its sender, or the group it came in."""
+    try:
+        return contact_id(getattr(msg.chat, "raw", None) or {})
+    except Exception:  # wxpy's lookup of the chat failed: the message still goes to the handlers
+        logger.warning("no contact id for message %s", msg.id, exc_info=True)
+        return ""
+
+
+def contact_id(record: dict) -> str:
+    """A contact's id that survives logins: its remark name (备注), else its nickname (or group name).
+
+    UserName changes at every login. The remark is set by the bot's owner, so it stays put and
+    tells namesakes apart; without one, the nickname is the contact's own choice. "" when unnamed.
+    """
+    return str(record.get("RemarkName") or record.get("NickName") or "")
+
+
+# Web WeChat's answers to webwxsendmsg (BaseResponse.Ret) that a retry cannot change.
+_REFUSED_FOR_GOOD = {1204: "WeChat refused the recipient (Ret 1204: not a friend of the bot's account)"}
+_LOGGED_OUT = {1100, 1101, 1102}
+
+
+def refused(to: str, code, message: str) -> SendFailed:
+    """SendFailed for a webwxsendmsg answer whose Ret is not 0."""
+    try:
+        code = int(code)
+    except (TypeError, ValueError):
+        pass
+    if code in _REFUSED_FOR_GOOD:
+        return SendFailed(f"{_REFUSED_FOR_GOOD[code]}: {to!r}", permanent=True)
+    if code == 1205:
+        return SendFailed("WeChat says the bot sends too often (Ret 1205); it is tried again later", permanent=False)
+    if code in _LOGGED_OUT:
+        return SendFailed(f"the bot's WeChat session ended (Ret {code}); it is sent after the next login",
+                          permanent=False)
+    return SendFailed(f"WeChat did not take the message (Ret {code}: {message or 'no reason given'})",
+                      permanent=False)
 
 
 def raw_incoming(raw) -> IncomingMessage:

@@ -125,6 +125,17 @@ def enqueue(topic: str, transport: str, target: str, payload: dict | str, *, key
     return db.session.execute(db.select(OutboxMessage).where(OutboxMessage.idempotency_key == key)).scalar_one()
 
 
+def emit_event(event_type: str, key: str, data: dict, *, url: str | None, sign_with: str) -> None:
+    """Queue a signed callback event in the caller's transaction (no-op without a URL).
+
+    The body is {"id": key, "type", "created_at", "data"}; `key` is also its Idempotency-Key.
+    """
+    if not url:
+        return
+    body = {"id": key, "type": event_type, "created_at": isoformat(utcnow()), "data": data}
+    enqueue(event_type, "http", url, body, key=key, sign_with=sign_with)
+
+
 def retry(message_id: int) -> bool:
     """Make a failed or waiting message due now (commits).
 

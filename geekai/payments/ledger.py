@@ -57,11 +57,8 @@ def parse_amount(value) -> int:
 
 def emit(event_type: str, key: str, data: dict) -> None:
     """Queue a signed callback event in the caller's transaction (no-op without a callback URL)."""
-    url = current_app.config.get("PAYMENT_CALLBACK_URL")
-    if not url:
-        return
-    body = {"id": key, "type": event_type, "created_at": isoformat(utcnow()), "data": data}
-    outbox.enqueue(event_type, "http", url, body, key=key, sign_with=SECRET_KEY_NAME)
+    outbox.emit_event(event_type, key, data, url=current_app.config.get("PAYMENT_CALLBACK_URL"),
+                      sign_with=SECRET_KEY_NAME)
 
 
 def emit_order(event_type: str, order: Order, payment: Payment | None = None) -> None:

@@ -9,7 +9,8 @@ csrf = CSRFProtect()
 def init_app(app) -> None:
     """Register the blueprints and CSRF protection."""
     from .. import display_time
-    from . import alerts, api, auth, deliveries, demo, headers, health, https, i18n, pages, payments, reasons, stats, stream
+    from . import (alerts, api, auth, deliveries, demo, headers, health, https, i18n, messages, pages, payments, reasons,
+                   stats, stream)
 
     csrf.init_app(app)
     app.add_template_filter(display_time.shown, "shown")  # every time on a page: China time (UTC+8)
@@ -28,3 +29,4 @@ def init_app(app) -> None:
     app.register_blueprint(alerts.bp)
     app.register_blueprint(deliveries.bp)
     payments.init_app(app)
+    messages.init_app(app)

@@ -1,9 +1,9 @@
-"""Prometheus metrics at /metrics: the bot, alerts, the outbox and HTTP traffic.
+"""Prometheus metrics at /metrics: the bot, alerts, the outbox, messages and HTTP traffic.
 
-Everything that must survive a restart (transitions, login attempts, incidents, deliveries) is
-read from the database at scrape time, so a counter never falls back to zero because the
-process was replaced. What only the running process knows (heartbeat age, messages in and out,
-HTTP requests) is read from it. Each app has its own CollectorRegistry: tests build many apps
+Everything that must survive a restart (transitions, login attempts, incidents, deliveries,
+messages) is read from the database at scrape time, so a counter never falls back to zero
+because the process was replaced. What only the running process knows (heartbeat age, messages
+in and out of this process, HTTP requests) is read from it. Each app has its own CollectorRegistry: tests build many apps
 in one interpreter and the global registry would refuse their duplicate metric names.
 prometheus_client is imported at the first scrape, not in create_app.
 """
@@ -185,6 +185,7 @@ class GeekaiCollector:
             db.select(func.count(BotEvent.id)).where(WATCHDOG_RESTART)).scalar())
         yield restarts
         yield from _alert_families(self.app.config)
+        yield from _message_families()
 
     # -- what only this process knows ------------------------------------------------------
     def _from_process(self):
@@ -263,3 +264,26 @@ def _alert_families(config):
     yield outbox
     yield alerts
     yield tries
+
+
+def _message_families():
+    """Messages kept (MESSAGE_RETENTION_DAYS) by direction and status, and the send queue's age."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    from ..messages.models import IN, OUT, OUT_STATUSES, QUEUED, RECEIVED, Message
+
+    counts = {(IN, RECEIVED): 0} | {(OUT, status): 0 for status in OUT_STATUSES}
+    for direction, status, count in db.session.execute(
+            db.select(Message.direction, Message.status, func.count()).group_by(Message.direction, Message.status)):
+        counts[(direction, status)] = count
+    family = GaugeMetricFamily("geekai_messages", "Messages in the database by direction and status: "
+                               "received; queued, sent, failed", labels=["direction", "status"])
+    for (direction, status), count in sorted(counts.items()):
+        family.add_metric([direction, status], count)
+    yield family
+    oldest = db.session.execute(db.select(func.min(Message.created_at))
+                                .where(Message.direction == OUT, Message.status == QUEUED)).scalar()
+    age = GaugeMetricFamily("geekai_messages_queued_oldest_seconds",
+                            "Age of the oldest message waiting to be sent (0 when none waits)")
+    age.add_metric([], max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0)
+    yield age

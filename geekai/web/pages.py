@@ -1,13 +1,14 @@
 """The status page: public up/down for everyone; state, QR, history and controls for the admin."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, render_template, request
 
 from ..states import State
 from .alerts import summary as alerts_summary
 from .api import current_state, event_page
 from .auth import is_admin
 from .demo import demo_enabled, ilink_demo
+from .messages import page_section
 from .reasons import annotate_alerts
 from .stats import bot_stats
 from .stream import HISTORY_PAGE
@@ -37,5 +38,6 @@ def index():
     return render_template("index.html", admin=True, online=online, state=state,
                            events=events, older_url=older_url, page_size=HISTORY_PAGE,
                            stats=bot_stats(), demo=demo_enabled(current_app), demo_ilink=ilink_demo(current_app),
-                           alerts=annotate_alerts(alerts_summary()), control_states=CONTROL_STATES, confirm=CONFIRM)
+                           alerts=annotate_alerts(alerts_summary()), control_states=CONTROL_STATES, confirm=CONFIRM,
+                           messages=page_section(request.args.get("messages")))
 

@@ -25,6 +25,49 @@ LANGUAGES = ("zh", "en")
 CATALOGUE: tuple[tuple[str, str, str], ...] = (
     # -- several at once (an alert incident: how it began and what holds now) -------------------
     ("then_now", "{first_reason}; now: {now_reason}", "{first_reason}；现在：{now_reason}"),
+    # -- messages the application sends (POST /api/messages): why one failed or waits. Before the bot's
+    # own reasons, which a message's reason may quote ("{send_reason}; the message was not sent").
+    ("send_gave_up", "gave up after {n} attempts: {last_reason}", "尝试 {n} 次后放弃：{last_reason}"),
+    ("send_interrupted_service", "interrupted: the service stopped while sending this message, so WeChat may or "
+                                 "may not have delivered it; it is not sent again automatically (post it again with "
+                                 "a new key if it did not arrive)",
+     "发送中断：发送这条消息时服务停止了，微信可能已经送达，也可能没有；不会自动重发（如果对方没收到，请换一个新的 key 再发一次）"),
+    ("send_interrupted_wechat", "interrupted: the bot went offline while WeChat had the message, so it may or may "
+                                "not have arrived; it is not sent again automatically",
+     "发送中断：微信收到这条消息时机器人掉线了，对方可能已经收到，也可能没有；不会自动重发"),
+    ("send_interrupted_ilink", "interrupted: the bot went offline while iLink had the message, so it may or may "
+                               "not have arrived; it is not sent again automatically",
+     "发送中断：iLink 收到这条消息时机器人掉线了，对方可能已经收到，也可能没有；不会自动重发"),
+    ("send_unknown_contact", "unknown contact {contact}: no friend, group or official account of {account} has this "
+                             "remark name or nickname (use the `contact` of a received message)",
+     "未知联系人 {contact}：{account} 的好友、群和公众号中没有这个备注名或昵称（请使用收到的消息里的 contact）"),
+    ("send_ambiguous_contact", "ambiguous contact {contact}: {n} contacts of {account} are called so; give each a "
+                               "different remark name (备注) in WeChat and send to that",
+     "联系人 {contact} 不唯一：{account} 有 {n} 个联系人叫这个名字；请在微信里给他们设置不同的备注，再发给备注名"),
+    ("send_not_a_friend", "WeChat refused the recipient (Ret 1204: not a friend of the bot's account): {contact}",
+     "微信拒绝了收件人（Ret 1204：不是机器人账号的好友）：{contact}"),
+    ("send_too_often", "WeChat says the bot sends too often (Ret 1205); it is tried again later",
+     "微信表示机器人发送太频繁（Ret 1205）；稍后重试"),
+    ("send_session_ended", "the bot's WeChat session ended (Ret {code}); it is sent after the next login",
+     "机器人的微信会话已结束（Ret {code}）；下次登录后发送"),
+    ("send_wechat_refused", "WeChat did not take the message (Ret {code}: {message})",
+     "微信没有接收这条消息（Ret {code}：{message}）"),
+    ("send_wechat_unreachable", "could not reach WeChat to send: {error}", "无法连接微信发送：{error}"),
+    ("send_ilink_never_wrote", "{contact} has never written to the bot: iLink lets a bot write only to people who "
+                               "wrote to it within the last 24 hours",
+     "{contact} 从未给机器人发过消息：iLink 只允许机器人给 24 小时内给它发过消息的人发消息"),
+    ("send_ilink_window", "the last message from {contact} is {hours} hours old: iLink lets a bot answer only within "
+                          "about 24 hours of a person's last message; they must write to the bot again",
+     "{contact} 的最后一条消息已是 {hours} 小时前：iLink 只允许在对方最后一条消息后约 24 小时内回复；请对方先给机器人发一条消息"),
+    ("send_ilink_refused", "iLink refused the message (sendmessage ret -2): the conversation's context has expired (a "
+                           "bot may answer only within about 24 hours of the person's last message) or the session is "
+                           "degraded; the person must write to the bot again",
+     "iLink 拒绝了这条消息（sendmessage ret -2）：会话上下文已过期（机器人只能在对方最后一条消息后约 24 小时内回复）或会话异常；请对方先给机器人发一条消息"),
+    ("send_ilink_expired", "the iLink session expired: the bot must log in again (a new QR) before it can send; the "
+                           "message was not sent", "iLink 会话已过期：机器人需要重新扫码登录后才能发送；消息未发出"),
+    ("send_ilink_timeout", "iLink did not answer in time: the message may or may not have arrived; it is tried again",
+     "iLink 没有及时回应：消息可能已送达，也可能没有；会再试一次"),
+    ("send_not_sent", "{send_reason}; the message was not sent", "{send_reason}；消息未发出"),
     # -- what the bot does and waits for ------------------------------------------------------
     ("service_started", "service started", "服务已启动"),
     ("service_started_pid", "service started (pid {pid})", "服务已启动（进程 {pid}）"),

@@ -7,14 +7,14 @@ restart with the actor "bot" (their reason starts "watchdog:") get the actor "wa
 the actor alone finds them.
 
 Revision ID: 0007
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-11
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0007"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
