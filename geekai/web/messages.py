@@ -8,7 +8,7 @@ from flask import Blueprint, abort, current_app, jsonify, request, url_for
 from ..db import db
 from ..messages import feed, sender
 from ..messages.models import DIRECTIONS, FAILED, MAX_CONTACT, MAX_KEY, STATUSES, Message
-from . import i18n, reasons
+from . import reasons
 from .auth import admin_required
 from .params import MAX_ID, BadParameter, check_json, whole_number
 
