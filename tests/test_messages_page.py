@@ -98,9 +98,3 @@ def test_metrics_count_messages_by_direction_and_status(client, with_messages):
         assert line in text
     age = float(re.search(r"^geekai_messages_queued_oldest_seconds (\S+)$", text, re.M).group(1))
     assert age >= 0
-
-
-def test_every_page_text_exists_in_both_languages():
-    from geekai.web.messages import TEXT
-
-    assert all(set(entry) == {"zh", "en"} and all(entry.values()) for entry in TEXT.values())
