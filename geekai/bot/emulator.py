@@ -29,6 +29,8 @@ JS = "text/javascript; charset=utf-8"
 # The real server labels its JSON text/plain; itchat does not care, so mimic it.
 JSON_TYPE = "text/plain; charset=utf-8"
 RET_LOGGED_OUT = 1101
+# Val of SyncKey item 1 at sync position 0; the position is the seq of the last message handed over.
+SYNC_KEY_BASE = 680000000
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -213,6 +215,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._reply(reply)
 
+    def handle_one_request(self):
+        """Count the request as in flight, so that stop() can wait until every one has ended."""
+        emu = self.server.emulator
+        with emu._cond:
+            emu._in_flight += 1
+        try:
+            super().handle_one_request()
+        finally:
+            with emu._cond:
+                emu._in_flight -= 1
+                emu._cond.notify_all()
+
     def _reply(self, reply):
         """Write (status, content_type, body, extra_headers); ignore clients that left."""
         status, content_type, body, headers = reply
@@ -247,14 +261,22 @@ class WeChatEmulator:
         self._stopping = False
         self._server = None
         self._thread = None
+        self._address = None  # (host, port) last bound: start() after stop() may bind it again
+        self._in_flight = 0  # connections inside a request (stop() waits for them to end)
         self._qr = None
         self._tickets = {}  # redirect ticket -> uuid of the confirmed QR
         self._sessions = {}  # sid -> Session
         self._current = None  # the newest Session (a new login ends the older ones)
-        self._inbox = collections.deque()  # AddMsgList entries not yet fetched by webwxsync
-        self._sync_seq = 0
+        # (seq, AddMsgList entry) not yet acknowledged. As on the real server, a message stays
+        # until a webwxsync presents a SyncKey past it: an answer lost on the way is sent again.
+        self._inbox = collections.deque()
+        self._acked = 0  # the highest seq some webwxsync acknowledged
+        self._handed = 0  # the highest seq some webwxsync answer carried
         self._msg_seq = 0
-        self._fault = (None, None)
+        self._fault = (None, None, None)  # mode, paths, how many more requests (None: until cleared)
+        self._fault_version = 0  # +1 at each set_fault(): a held request looks again
+        self._refusal = None  # (ret, message) with which webwxnewloginpage refuses the account
+        self.redirect_base_url = None  # host of the redirect after a confirm (None: this server)
         self.sent = []
         self.request_counts = collections.Counter()
         self.uin = str(random.randint(1000000000, 3999999999))
@@ -265,10 +287,15 @@ class WeChatEmulator:
     # ----- lifecycle -------------------------------------------------------------------
 
     def start(self, host="127.0.0.1", port=0):
-        """Bind host:port (0 = any free port), serve in a daemon thread, and return self."""
+        """Bind host:port (0 = any free port), serve in a daemon thread, and return self.
+
+        After stop(), start(port=emu.port) brings the same server back on the same port: the
+        sessions, QR and queued messages are kept, as when WeChat was only unreachable.
+        """
         if self._server is not None:
             raise RuntimeError("emulator already started")
         self._server = _Server((host, port), self)
+        self._address = self._server.server_address[:2]
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
             name="wechat-emulator", daemon=True)
@@ -276,17 +303,29 @@ class WeChatEmulator:
         return self
 
     def stop(self):
-        """Shut the server down and release every held request at once."""
+        """Close the socket (connections are refused from now on), cut every open connection
+        and release every held request at once."""
         with self._cond:
-            if self._stopping or self._server is None:
-                self._stopping = True
+            server, thread = self._server, self._thread
+            if server is None:
                 return
             self._stopping = True
             self._cond.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
-        self._server.close_connections()
-        self._thread.join(timeout=5)
+        server.shutdown()
+        server.server_close()
+        server.close_connections()
+        thread.join(timeout=5)
+        with self._cond:
+            self._cond.wait_for(lambda: self._in_flight == 0, timeout=5)
+            self._server = self._thread = None
+            self._stopping = False
+
+    @property
+    def port(self):
+        """The port the server is (or was last) bound to."""
+        if self._address is None:
+            raise RuntimeError("emulator never started")
+        return self._address[1]
 
     def __enter__(self):
         if self._server is None:
@@ -380,19 +419,35 @@ class WeChatEmulator:
             entry["CreateTime"] = entry.get("CreateTime") or int(time.time())
             entry["ToUserName"] = entry.get("ToUserName") or self.self_username
             entry["FromUserName"] = entry.get("FromUserName") or self.default_friend
-            self._inbox.append(entry)
+            self._inbox.append((self._msg_seq, entry))
             self._cond.notify_all()
             return copy.deepcopy(entry)
 
-    def set_fault(self, mode, paths=None):
-        """Make matching requests hang, get garbage, get 503, or be dropped (None clears)."""
+    def set_fault(self, mode, paths=None, times=None):
+        """Make matching requests hang, get garbage, get 503, or be dropped (None clears).
+
+        paths: substrings of the request path (None: every path but the control endpoints);
+        times: the fault clears itself after that many matching requests (None: when cleared);
+        those held by "hang" stay held until the next set_fault().
+        """
         if mode not in FAULT_MODES:
             raise ValueError("fault mode must be one of %r" % (FAULT_MODES,))
+        if times is not None and (mode is None or int(times) < 1):
+            raise ValueError("times must be a whole number >= 1, with a fault mode")
         if isinstance(paths, str):
             paths = [paths]
         with self._cond:
-            self._fault = (mode, None if paths is None else frozenset(paths))
+            self._fault = (mode, None if paths is None else frozenset(paths),
+                           None if times is None else int(times))
+            self._fault_version += 1
             self._cond.notify_all()
+
+    def refuse_login(self, ret=1203, message="当前登录环境异常。为了你的帐号安全，暂时不能登录web微信。"
+                     "你可以通过手机客户端或者windows微信登录。"):
+        """WeChat keeps this account off the web: a confirmed login's webwxnewloginpage answers
+        <ret>ret</ret> with message instead of a session (ret None: accept logins again)."""
+        with self._cond:
+            self._refusal = None if ret is None else (int(ret), str(message))
 
     # ----- observation -------------------------------------------------------------------
 
@@ -424,7 +479,13 @@ class WeChatEmulator:
 
     @property
     def pending_messages(self):
-        """How many queued messages webwxsync has not yet delivered."""
+        """How many queued messages no webwxsync answer has carried yet."""
+        with self._cond:
+            return sum(1 for seq, _ in self._inbox if seq > self._handed)
+
+    @property
+    def unacknowledged_messages(self):
+        """How many messages the client has not yet confirmed (by a later SyncKey)."""
         with self._cond:
             return len(self._inbox)
 
@@ -432,7 +493,7 @@ class WeChatEmulator:
     def fault(self):
         """The current fault as (mode, paths)."""
         with self._cond:
-            return self._fault
+            return self._fault[:2]
 
     @property
     def contacts(self):
@@ -465,10 +526,10 @@ class WeChatEmulator:
     def snapshot(self):
         """The JSON-able state served at GET /_emulator/state."""
         with self._cond:
-            mode, paths = self._fault
+            mode, paths, _times = self._fault
             return {
                 "state": self.state, "qr_uuid": self.qr_uuid, "sent": len(self.sent),
-                "nickname": self.nickname, "pending_messages": len(self._inbox),
+                "nickname": self.nickname, "pending_messages": self.pending_messages,
                 "fault": {"mode": mode, "paths": sorted(paths) if paths else None},
                 "base_url": self.base_url if self._server else None,
             }
@@ -550,7 +611,7 @@ class WeChatEmulator:
 
     def _fault_for(self, path):
         """The fault mode for this path; control endpoints are never faulted."""
-        mode, paths = self._fault
+        mode, paths, _times = self._fault
         if mode is None or path.startswith(CONTROL):
             return None
         if paths is None or any(p in path for p in paths):
@@ -558,15 +619,25 @@ class WeChatEmulator:
         return None
 
     def _await_fault(self, path):
-        """Hold hanging requests until the fault clears; return the fault or "stopped"."""
+        """Hold a hanging request until set_fault() changes the fault (or stop()); return the
+        fault it meets or "stopped"."""
         with self._cond:
-            while True:
+            mode = self._fault_for(path)
+            if mode is not None:
+                self._count_fault()
+            while mode == "hang":
+                version = self._fault_version
+                self._cond.wait_for(lambda: self._stopping or self._fault_version != version)
                 if self._stopping:
                     return "stopped"
                 mode = self._fault_for(path)
-                if mode != "hang":
-                    return mode
-                self._cond.wait()
+            return "stopped" if self._stopping else mode
+
+    def _count_fault(self):
+        """One more request met the fault; a fault set for `times` requests then clears (call under the lock)."""
+        mode, paths, times = self._fault
+        if times is not None:
+            self._fault = (mode, paths, times - 1) if times > 1 else (None, None, None)
 
     # ----- internals: routing ------------------------------------------------------------
 
@@ -630,14 +701,27 @@ class WeChatEmulator:
         skey = base.get("Skey") or q.get("skey")
         return self._valid_session(sid=sid, skey=skey)
 
-    def _sync_key(self):
-        """The SyncKey/SyncCheckKey block for the current sync position."""
+    @staticmethod
+    def _sync_key(position):
+        """The SyncKey/SyncCheckKey block for a sync position (the seq of the last message handed over)."""
         now = int(time.time())
         return {"Count": 4, "List": [
-            {"Key": 1, "Val": 680000000 + self._sync_seq},
-            {"Key": 2, "Val": 680000100 + self._sync_seq},
-            {"Key": 3, "Val": 680000050},
+            {"Key": 1, "Val": SYNC_KEY_BASE + position},
+            {"Key": 2, "Val": SYNC_KEY_BASE + 100 + position},
+            {"Key": 3, "Val": SYNC_KEY_BASE + 50},
             {"Key": 1000, "Val": now}]}
+
+    def _position(self, sync_key):
+        """The sync position a client's key names: a SyncKey block (webwxsync) or its
+        "1_680000005|2_..." text (synccheck); an unreadable key counts as the acknowledged one."""
+        try:
+            if isinstance(sync_key, dict):
+                vals = {int(item["Key"]): int(item["Val"]) for item in sync_key["List"]}
+            else:
+                vals = {int(k): int(v) for k, v in (part.split("_") for part in str(sync_key).split("|"))}
+            return max(0, vals[1] - SYNC_KEY_BASE)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return self._acked
 
     def _user(self):
         """The logged-in account as webwxinit describes it."""
@@ -666,7 +750,8 @@ class WeChatEmulator:
                     code = qr.answers.popleft()
                     if code == "200":
                         redirect = "%s%s/webwxnewloginpage?ticket=%s&uuid=%s&lang=zh_CN&scan=%d" % (
-                            self.base_url, CGI, qr.ticket, qr.uuid, int(time.time()))
+                            self.redirect_base_url or self.base_url, CGI, qr.ticket, qr.uuid,
+                            int(time.time()))
                         return 200, JS, 'window.code=200;\nwindow.redirect_uri="%s";' % redirect, []
                     return 200, JS, "window.code=%s;" % code, []
                 remaining = deadline - time.monotonic()
@@ -681,6 +766,9 @@ class WeChatEmulator:
         with self._cond:
             if not ticket or self._tickets.pop(ticket, None) != uuid:
                 xml = "<error><ret>1203</ret><message>Invalid ticket</message></error>"
+                return 200, "text/plain; charset=utf-8", xml, []
+            if self._refusal is not None:
+                xml = "<error><ret>%d</ret><message>%s</message></error>" % self._refusal
                 return 200, "text/plain; charset=utf-8", xml, []
             if self._qr is not None and self._qr.uuid == uuid:
                 self._qr = None
@@ -715,7 +803,7 @@ class WeChatEmulator:
                                            self.mp_username("微信支付"))]
             return self._json_reply({
                 "BaseResponse": self._base_response(), "Count": len(recent),
-                "ContactList": recent, "SyncKey": self._sync_key(), "User": self._user(),
+                "ContactList": recent, "SyncKey": self._sync_key(self._acked), "User": self._user(),
                 "ChatSet": ",".join(c["UserName"] for c in recent), "SKey": session.skey,
                 "ClientVersion": 637863733, "SystemTime": int(time.time()), "GrayScale": 1,
                 "InviteStartCount": 40, "MPSubscribeMsgCount": 0, "MPSubscribeMsgList": [],
@@ -758,16 +846,17 @@ class WeChatEmulator:
                                  "Count": len(found), "ContactList": found})
 
     def _synccheck(self, q):
-        """Long-poll for news: selector 2 when messages wait, retcode 1101 once logged out."""
+        """Long-poll for news: selector 2 when messages past the client's key wait, retcode 1101 once logged out."""
         deadline = time.monotonic() + self.synccheck_hold
         with self._cond:
             session = self._valid_session(sid=q.get("sid"), skey=q.get("skey"), uin=q.get("uin"))
+            position = self._position(q.get("synckey"))
             while True:
                 if self._stopping:
                     return None
                 if session is None or not session.valid:
                     return 200, JS, 'window.synccheck={retcode:"%d",selector:"0"}' % RET_LOGGED_OUT, []
-                if self._inbox:
+                if self._inbox and self._inbox[-1][0] > position:
                     return 200, JS, 'window.synccheck={retcode:"0",selector:"2"}', []
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -775,7 +864,8 @@ class WeChatEmulator:
                 self._cond.wait(remaining)
 
     def _webwxsync(self, q, data):
-        """Hand over every queued message and advance the sync key; 1101 for a dead session."""
+        """Drop what the client's SyncKey acknowledges, hand over every later message with the
+        key past them; 1101 for a dead session."""
         with self._cond:
             session = self._session_from(data, q)
             if session is None:
@@ -783,11 +873,15 @@ class WeChatEmulator:
                     "BaseResponse": self._base_response(RET_LOGGED_OUT), "AddMsgCount": 0,
                     "AddMsgList": [], "ModContactCount": 0, "ModContactList": [],
                     "SyncKey": {"Count": 0, "List": []}, "SyncCheckKey": {"Count": 0, "List": []}})
-            messages = list(self._inbox)
-            self._inbox.clear()
-            if messages:
-                self._sync_seq += len(messages)
-            key = self._sync_key()
+            position = self._position((data or {}).get("SyncKey"))
+            while self._inbox and self._inbox[0][0] <= position:
+                self._inbox.popleft()
+            self._acked = max(self._acked, position)
+            messages = [entry for _, entry in self._inbox]
+            if self._inbox:
+                position = self._inbox[-1][0]
+                self._handed = max(self._handed, position)
+            key = self._sync_key(position)
             return self._json_reply({
                 "BaseResponse": self._base_response(),
                 "AddMsgCount": len(messages), "AddMsgList": messages,
