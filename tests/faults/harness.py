@@ -83,12 +83,81 @@ class HealthWatcher:
                               f"(slowest {max(self.slow):.2f} s of {self.polls})"
 
 
-class FaultCase:
-    """One case: an instance folder, the emulator, the app.py processes, and what must arrive."""
+class WebWeChat:
+    """The web-WeChat side (BOT_BACKEND=wxpy): the fake server of geekai/bot/emulator.py and the phone."""
 
-    def __init__(self, instance, emulator):
+    name = "wxpy"
+    receipts = True  # WeChat Pay's notices come as web-WeChat messages only
+    cache_file = "wxpy-session.pkl"
+    online_path = "synccheck"  # the long-poll while online
+
+    def __init__(self):
+        from geekai.bot.emulator import WeChatEmulator
+
+        self.server = WeChatEmulator(login_poll_hold=0.3, synccheck_hold=0.3).start()
+
+    def settings(self, url: str) -> dict:
+        return {"BOT_BACKEND": "wxpy", "WECHAT_BASE_URL": url}
+
+    def scan(self) -> None:
+        self.server.scan()
+
+    def confirm(self) -> None:
+        self.server.confirm()
+
+    def send_text(self, text: str) -> None:
+        self.server.send_text(text)
+
+    def expire_qr(self) -> bool:
+        return self.server.expire_qr()
+
+    def log_out_on_the_phone(self) -> bool:
+        return self.server.logout()
+
+
+class Ilink:
+    """The iLink side (BOT_BACKEND=ilink): the fake server of geekai/bot/ilink_emulator.py and the phone."""
+
+    name = "ilink"
+    receipts = False
+    cache_file = "ilink-token.json"
+    online_path = "getupdates"
+
+    def __init__(self):
+        from geekai.bot.ilink_emulator import IlinkEmulator
+
+        self.server = IlinkEmulator(qr_poll_hold=0.3, updates_hold=0.3).start()
+
+    def settings(self, url: str) -> dict:
+        return {"BOT_BACKEND": "ilink", "ILINK_BASE_URL": url}
+
+    def scan(self) -> None:
+        self.server.scan()
+
+    def confirm(self) -> None:
+        self.server.confirm()
+
+    def send_text(self, text: str) -> None:
+        self.server.send_text(text)
+
+    def expire_qr(self) -> bool:
+        return self.server.expire_qr()
+
+    def log_out_on_the_phone(self) -> bool:
+        """iLink has no logout notice: the session ends as a stale token (-14) on the next call."""
+        return self.server.expire_session()
+
+
+PHONES = {"wxpy": WebWeChat, "ilink": Ilink}
+
+
+class FaultCase:
+    """One case: an instance folder, the fake server, the app.py processes, and what must arrive."""
+
+    def __init__(self, instance, phone):
         self.instance = instance
-        self.emulator = emulator
+        self.phone = phone
+        self.emulator = phone.server
         self.services: list[Service] = []
         self.svc: Service | None = None
         self.watcher: HealthWatcher | None = None
@@ -99,11 +168,12 @@ class FaultCase:
         self._tx = 0
 
     # -- processes ---------------------------------------------------------------------------
-    def start(self, **settings) -> Service:
-        """Start `python app.py` on a free loopback port and begin polling its /healthz."""
+    def start(self, url: str | None = None, **settings) -> Service:
+        """Start `python app.py` on a free loopback port and begin polling its /healthz.
+
+        url: where the bot finds WeChat (default: the fake server's port, up or not)."""
         assert self.svc is None, "the previous process is still running"
-        config = {"WECHAT_BASE_URL": self.emulator.base_url if self.emulator._server else "http://127.0.0.1:9",
-                  **FAST, **settings}
+        config = {**self.phone.settings(url or f"http://127.0.0.1:{self.emulator.port}"), **FAST, **settings}
         env = {f"GEEKAI_{key}": str(value) for key, value in config.items()}
         self.svc = Service(self.instance, **env)
         self.services.append(self.svc)
@@ -197,15 +267,15 @@ class FaultCase:
         """As the admin: fetch the QR, scan and confirm it on the phone, wait for logged_in."""
         self.wait_state(states.WAITING_FOR_SCAN)
         assert self.get("/api/bot/qr.png").content.startswith(b"\x89PNG")
-        self.emulator.scan()
+        self.phone.scan()
         self.wait_state(states.WAITING_FOR_CONFIRM)
-        self.emulator.confirm()
+        self.phone.confirm()
         return self.wait_state(states.LOGGED_IN)
 
     def send_text(self, count: int = 1) -> None:
         for _ in range(count):
             self.texts_sent += 1
-            self.emulator.send_text(f"fault suite text {self.texts_sent}")
+            self.phone.send_text(f"fault suite text {self.texts_sent}")
 
     def send_receipt(self) -> str:
         """WeChat Pay's official account announces a payment; return its transaction id."""
@@ -245,9 +315,10 @@ class FaultCase:
             assert self.delivered_before + self.messages_in() == sent, "a message was delivered twice"
 
     def check_delivery(self, exactly: bool = True) -> None:
-        """A text and a receipt sent now arrive, and so has everything sent before."""
+        """A text (and on web WeChat a receipt) sent now arrive, and so has everything sent before."""
         self.send_text()
-        self.send_receipt()
+        if self.phone.receipts:
+            self.send_receipt()
         self.wait_delivered(exactly=exactly)
 
     # -- no transition lost --------------------------------------------------------------------
@@ -276,14 +347,17 @@ def check_chain(rows: list[tuple]) -> None:
         assert states.is_allowed(row[1], row[2]), f"a transition the state machine forbids: {row}"
 
 
-@pytest.fixture
-def case(tmp_path, emulator, migrated_sqlite):
-    """A FaultCase with its own instance folder (from the migrated template), emulator and processes."""
+@pytest.fixture(params=["wxpy"])
+def case(request, tmp_path, migrated_sqlite):
+    """A FaultCase with its own instance folder (a copy of the migrated SQLite template), fake
+    server and processes. The backend is web WeChat unless a test parametrizes it indirectly:
+    @pytest.mark.parametrize("case", ["wxpy", "ilink"], indirect=True)."""
     instance = tmp_path / "instance"
     copy_sqlite(migrated_sqlite, instance)
-    fault_case = FaultCase(instance, emulator)
+    phone = PHONES[request.param]()
+    fault_case = FaultCase(instance, phone)
     yield fault_case
-    emulator.set_fault(None)  # release held requests: a killed process leaves no thread behind
+    phone.server.set_fault(None)  # release held requests: a killed process leaves no thread behind
     if fault_case.watcher is not None:
         fault_case.watcher._stop.set()
     for svc in fault_case.services:
@@ -291,3 +365,4 @@ def case(tmp_path, emulator, migrated_sqlite):
             svc.proc.kill()
             svc.proc.wait()
         svc.proc.stderr.close()
+    phone.server.stop()
