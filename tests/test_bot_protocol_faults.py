@@ -210,3 +210,27 @@ def test_account_refused_by_web_wechat_waits_for_a_person(make_app, run_bot, aut
     assert "暂时不能登录web微信" in state["reason"]
     polls = emulator.request_counts["/jslogin"]
     assert not wait_for(lambda: emulator.request_counts["/jslogin"] > polls, timeout=1), "it kept trying"
+
+
+def test_a_session_restored_from_the_cache_hands_nothing_over_twice(make_app, run_bot, auth, emulator):
+    """After a bad synccheck the bot logs in again from the cache, whose SyncKey is the one saved
+    at the login: WeChat sends what came since once more, and the bot drops those it handed over."""
+    from conftest import log_in_by_scan
+    from geekai.jobs import register_message_handler
+
+    app = make_app(WECHAT_BASE_URL=emulator.base_url, BOT_RETRY_FIRST_SECONDS=0.2)
+    client = app.test_client()
+    received = []
+    register_message_handler(app, lambda message: received.append(message.text))
+    run_bot(app)
+    log_in_by_scan(client, auth, emulator)
+    emulator.send_text("before the fault")
+    assert wait_for(lambda: received == ["before the fault"])
+    assert emulator.unacknowledged_messages == 1  # no later SyncKey has confirmed it yet
+    emulator.set_fault("garbage", {"synccheck"}, times=1)
+    assert wait_for(lambda: any(e["from"] == "logged_in" for e in history(client, auth)))
+    wait_for_state(client, auth, "logged_in")
+    emulator.send_text("after the fault")
+    assert wait_for(lambda: len(received) >= 2)
+    assert received == ["before the fault", "after the fault"]
+    assert emulator.request_counts["/jslogin"] == 1  # restored from the cache, no new QR

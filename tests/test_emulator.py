@@ -559,3 +559,17 @@ def test_context_manager_and_stop_is_idempotent():
     emu.stop()
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(base + "/", timeout=1)
+
+
+def test_a_new_login_starts_after_what_the_last_session_was_handed(emu, bots):
+    bot = login(emu, bots())
+    received = []
+    bot.register()(received.append)
+    emu.send_text("to the first session")
+    assert emu.wait_for(lambda: received)
+    emu.logout()
+    emu.send_text("while nobody is logged in")
+    again = login(emu, bots())
+    # Only what no session was handed: the first message is not sent to the new session again.
+    assert emu.wait_for(lambda: emu.pending_messages == 0 and len(again.messages) >= 1, timeout=WAIT)
+    assert [m.text for m in again.messages] == ["while nobody is logged in"]

@@ -1,10 +1,20 @@
-"""The fault suite's pieces: the real `python app.py`, a /healthz watcher, the bookkeeping of
-what the phone sent, and the checks that nothing was lost.
+"""The fault suite (tests/faults/, `make test-faults`; `make test` runs it after the main suite).
 
-A FaultCase owns one instance folder, one fake web-WeChat server (running in the test process,
-so the test injects faults into it) and the app.py processes started on it, one at a time. Test
-modules import the `case` fixture from here: a conftest.py in this folder would replace
-tests/conftest.py as the module `conftest` that the other tests import from.
+Each case starts the real `python app.py` on a loopback port against a fake server in this
+process (web WeChat: geekai/bot/emulator.py; iLink: geekai/bot/ilink_emulator.py), polls
+/healthz every 100 ms for as long as the process runs (every answer 200, none slower than 1 s),
+injects a fault, checks the state and the reason, clears it, checks that the bot recovers
+without a restart, and that no message, receipt or transition was lost: every text the phone
+sent was counted once by the bot (geekai_bot_messages_total), every receipt is booked once, and
+the transitions form one unbroken chain the state machine allows, in the API and in the database.
+
+The fault suite runs on SQLite only: what it tests is the bot and the process, not the database
+(the main suite runs on SQLite and PostgreSQL). Its cases use `migrated_sqlite`, never the
+`database` fixture, so they are not run once per database.
+
+A FaultCase owns one instance folder, one fake server and the app.py processes started on it,
+one at a time. Test modules import the `case` fixture from here: a conftest.py in this folder
+would replace tests/conftest.py as the module `conftest` that the other tests import from.
 """
 from __future__ import annotations
 
