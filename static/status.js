@@ -21,12 +21,19 @@
   // ----- small helpers ------------------------------------------------------------------
   function $(id) { return document.getElementById(id); }
   function pad(n) { return (n < 10 ? "0" : "") + n; }
+  // Every time is China time (UTC+8, no daylight saving), as on the other pages and in the CLI
+  // (geekai/display_time.py): the same wall clock whatever this device's zone.
+  var UTC_OFFSET_MS = 8 * 3600 * 1000;
   function localTime(iso) {
     if (!iso) { return "—"; }
-    var d = new Date(iso);
+    var d = new Date(Date.parse(iso) + UTC_OFFSET_MS);
     if (isNaN(d)) { return iso; }
-    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
-      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+    return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " +
+      pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds());
+  }
+  function hourMinute(date) {
+    var d = new Date(date.getTime() + UTC_OFFSET_MS);
+    return pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes());
   }
   function setTime(el, iso) {
     el.setAttribute("datetime", iso || "");
@@ -55,6 +62,9 @@
     $("state-code").textContent = s.state;
     box.querySelectorAll("[data-when]").forEach(function (el) {
       el.hidden = el.dataset.when.split(" ").indexOf(s.state) < 0;
+    });
+    box.querySelectorAll("button[data-enabled-in]").forEach(function (button) {
+      button.disabled = button.dataset.enabledIn.split(" ").indexOf(s.state) < 0;
     });
     if (qrChanged) { $("qr").src = $("qr").dataset.url + "?t=" + encodeURIComponent(s.since); }
     $("qr-countdown").dataset.deadline = s.qr_expires_at || "";
@@ -87,6 +97,8 @@
 
   function tick() {
     var qr = $("qr-countdown"), retry = $("retry-countdown");
+    qr.hidden = retry.hidden = lostSince !== null;  // a countdown from a state nobody vouches for
+    if (lostSince !== null) { return; }
     if (qr.dataset.deadline) {
       var left = (new Date(qr.dataset.deadline) - Date.now()) / 1000;
       qr.textContent = left > 0 ? T.qr_expires_in.replace("{t}", clock(left)) : T.qr_expired_wait;
@@ -176,11 +188,24 @@
     refreshPhone();
   }
 
+  // Nothing answers (neither the stream nor a poll): the page cannot vouch for what it shows. The
+  // service line says since when, the QR goes (it may be dead), countdowns stop; all comes back
+  // with the next answer.
+  var lostSince = null;
+  var serviceLine = $("service-line"), serviceUp = serviceLine.textContent;
   function setMode(next) {
     mode = next;
     var el = $("live-mode");
     el.dataset.mode = next;
     el.textContent = next === "live" ? "● " + T.live : next === "polling" ? "○ " + T.polling : T.offline;
+    var lost = next === "offline";
+    if (lost && lostSince === null) { lostSince = new Date(); }
+    if (!lost) { lostSince = null; }
+    document.body.classList.toggle("connection-lost", lost);
+    serviceLine.className = lost ? "up lost" : "up";
+    serviceLine.textContent = lost ? "✖ " + T.connection_lost_since.replace("{t}", hourMinute(lostSince)) : serviceUp;
+    $("qr").hidden = lost;
+    tick();
   }
 
   // ----- polling, the fallback --------------------------------------------------------------
@@ -239,8 +264,10 @@
   }, 1000);
 
   // ----- controls ---------------------------------------------------------------------------
-  function submit(form) {
-    return fetch(form.action, { method: "POST", credentials: "same-origin", body: new FormData(form),
+  function submit(form, submitter) {
+    // A button with its own formaction (the phone's forged payment) posts the same fields elsewhere.
+    var action = (submitter && submitter.getAttribute("formaction")) || form.action;
+    return fetch(action, { method: "POST", credentials: "same-origin", body: new FormData(form),
       headers: { Accept: "application/json" } })
       .then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (body) {
@@ -257,6 +284,8 @@
   document.querySelectorAll("form.control").forEach(function (form) {
     form.addEventListener("submit", function (event) {
       event.preventDefault();
+      var question = form.querySelector("button").dataset.confirm;
+      if (question && !window.confirm(question)) { return; }
       // Polling: look now, restarting the one polling chain rather than adding another.
       submit(form).then(function () { showError(null); if (mode !== "live") { stopPolling(); startPolling(); } })
         .catch(showError);
@@ -310,7 +339,8 @@
     phone.querySelectorAll("form.phone-action").forEach(function (form) {
       form.addEventListener("submit", function (event) {
         event.preventDefault();
-        submit(form).then(function (view) {
+        submit(form, event.submitter).then(function (view) {
+          showError(null);
           renderPhone(view);
           if (form.classList.contains("send")) { $("phone-text").value = ""; }
         }).catch(showError);
