@@ -6,6 +6,9 @@
   var box = document.getElementById("bot");
   if (!box) { return; }
   var T = JSON.parse(document.getElementById("page-texts").textContent);
+  // Reasons, actors and incident kinds come in English and Chinese (geekai/web/reasons.py).
+  var ZH = document.documentElement.lang === "zh-CN";
+  function shown(row, field) { return (ZH && row[field + "_zh"]) || row[field]; }
   var POLL_MS = 2000;
   var STREAM_RETRY_MS = 30000;
   var FIRST_MESSAGE_MS = 5000;   // a stream that shows nothing this long is being buffered
@@ -71,7 +74,7 @@
     $("retry-countdown").dataset.deadline = s.next_retry_at || "";
     renderVerify(s.verify_code || "");
     $("nickname").textContent = s.account || "";
-    $("reason").textContent = s.reason || "—";
+    $("reason").textContent = shown(s, "reason") || "—";
     $("account").textContent = s.account || "—";
     $("attempt").textContent = s.attempt;
     box.querySelectorAll("time.since").forEach(function (el) { setTime(el, s.since); });
@@ -117,14 +120,14 @@
     var when = document.createElement("time");
     setTime(when, e.at);
     var change = document.createElement("td");
-    [["state-" + e.from, e.from], [null, " → "], ["state-" + e.to, e.to]].forEach(function (part) {
+    [["state-" + e.from, T[e.from] || e.from], [null, " → "], ["state-" + e.to, T[e.to] || e.to]].forEach(function (part) {
       var span = document.createElement("span");
       if (part[0]) { span.className = part[0]; }
       span.textContent = part[1];
       change.appendChild(span);
     });
     var reason = document.createElement("td");
-    reason.textContent = e.reason;
+    reason.textContent = shown(e, "reason");
     if (e.detail) {
       var details = document.createElement("details"), summary = document.createElement("summary"),
         pre = document.createElement("pre");
@@ -135,7 +138,7 @@
     }
     var cells = [document.createElement("td"), change, reason, document.createElement("td")];
     cells[0].appendChild(when);
-    cells[3].textContent = e.actor;
+    cells[3].textContent = shown(e, "actor");
     row.append.apply(row, cells);
     return row;
   }
@@ -172,7 +175,8 @@
   function renderAlerts(alerts) {
     if (!alerts) { return; }
     var incident = alerts.incident, open = $("open-incident");
-    open.textContent = incident ? "#" + incident.id + " " + incident.kind + ": " + incident.reason : open.dataset.none;
+    open.textContent = incident ? "#" + incident.id + " " + (ZH ? incident.kind_zh : incident.kind_en) + ": " + shown(incident, "reason")
+      : open.dataset.none;
     $("alerts-pending").textContent = alerts.deliveries.pending;
     var failed = $("alerts-failed");
     failed.textContent = alerts.deliveries.failed;
@@ -352,6 +356,9 @@
   setInterval(function () { getJSON("/api/bot/stats").then(renderStats).catch(function () {}); }, 60000);
 
   localizeTimes(document);
+  var moreBefore = !older.hidden;  // the server knows whether rows older than its first page exist
+  addEvents(JSON.parse($("first-events").textContent), true);
+  older.hidden = !moreBefore;
   tick();
   refreshPhone();
   connect();

@@ -193,7 +193,7 @@ def test_admin_scans_and_confirms_and_the_page_follows_without_reload(server, br
     assert browser.find_element(By.ID, "nickname").text == emulator.nickname
     assert browser.find_element(By.ID, "online").text == "Bot is online"
     history = browser.find_element(By.ID, "events").text
-    assert "waiting_for_confirm → logged_in" in history
+    assert "waiting for confirm → logged in" in history  # the states by name, as the badge shows them
     assert browser.find_element(By.CSS_SELECTOR, '#counters tr[data-window="24h"] [data-field="logins"]').text == "1"
     assert same_page(browser)
     shoot(browser, "04-logged-in")
@@ -281,7 +281,7 @@ def test_demo_phone_panel_drives_the_whole_flow_in_chinese(server, browser, shoo
     mark_page(browser)
 
     browser.find_element(By.ID, "phone-expire").click()  # a new QR replaces the dead one
-    wait_until(browser, lambda d: "refresh 1" in d.find_element(By.ID, "reason").text)
+    wait_until(browser, lambda d: "第 1 次刷新" in d.find_element(By.ID, "reason").text)  # the reason in Chinese
     browser.find_element(By.ID, "phone-scan").click()
     wait_for_page_state(browser, "waiting_for_confirm")
     browser.find_element(By.ID, "phone-confirm").click()

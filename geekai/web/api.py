@@ -10,6 +10,7 @@ from ..db import db
 from ..models import STATE_ROW_ID, BotEvent, BotState
 from .auth import actor, admin_required
 from .params import int_arg, limit_arg
+from .reasons import annotate
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -22,8 +23,8 @@ def current_state() -> dict:
     """The state row as the API shows it."""
     row = db.session.get(BotState, STATE_ROW_ID)
     if row is None:
-        return BotState(state="stopped", reason="", detail="", attempt=0).to_dict() | {"since": None}
-    return row.to_dict()
+        return annotate(BotState(state="stopped", reason="", detail="", attempt=0).to_dict() | {"since": None})
+    return annotate(row.to_dict())
 
 
 @bp.get("/bot")
@@ -40,7 +41,7 @@ def event_page(limit: int, before: int | None = None) -> tuple[list[dict], str |
     events = db.session.execute(query).scalars().all()
     page = events[:limit]
     following = url_for("api.bot_events", limit=limit, before=page[-1].id) if len(events) > limit else None
-    return [event.to_dict() for event in page], following
+    return [annotate(event.to_dict()) for event in page], following
 
 
 @bp.get("/bot/events")

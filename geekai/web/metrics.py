@@ -17,9 +17,8 @@ from collections import defaultdict
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 from sqlalchemy import Integer, func
 
-from ..alerts.incidents import by_admin
 from ..bot import runtime as bot_runtime
-from ..bot import states
+from .. import states
 from ..db import db, utcnow
 from ..models import STATE_ROW_ID, WATCHDOG_RESTART, BotEvent, BotState
 from .auth import bearer_ok
@@ -48,9 +47,9 @@ def login_result(old: str, new: str, actor: str) -> str | None:
     """How a transition ended a login attempt, or None when it ended none."""
     if old not in LOGIN_PHASE:
         return None
-    if actor == "bot":
+    if actor == states.Actor.BOT:
         return LOGIN_RESULT.get(new)
-    return "cancelled" if by_admin(actor) and new in CANCELLED_BY_ADMIN else None
+    return "cancelled" if states.by_admin(actor) and new in CANCELLED_BY_ADMIN else None
 
 
 class HttpStats:

@@ -1,4 +1,4 @@
-"""A persistent outbox: messages to other systems (webhooks, mail) that survive restarts.
+"""The outbox's queue: the table, producing, claiming, the outcome and the retry (geekai/outbox).
 
 Producers call `enqueue` inside their own transaction, so a message exists exactly when the rows
 that caused it exist. A periodic job (`deliver_due`) sends what is due; failures retry with capped
@@ -12,31 +12,20 @@ random claim token) may record the outcome.
 """
 from __future__ import annotations
 
-import email.utils
-import hashlib
-import hmac
 import json
 import logging
-import random
 import secrets
-import smtplib
-import socket
-import ssl
-import threading
 import time
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from urllib.parse import parse_qs, unquote, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
 from sqlalchemy import Index, Integer, String, Text, and_, or_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .db import db, isoformat, utcnow
-from .redaction import redact, redact_text  # noqa: F401 (redact: outbox.redact for the pages)
+from ..backoff import delay as backoff_delay
+from ..db import db, isoformat, utcnow
+from ..redaction import redact, redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +33,7 @@ PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 STATUSES = (PENDING, DELIVERED, FAILED)
 TRANSPORTS = ("http", "smtp")
 # Settings (OUTBOX_*) and their defaults: geekai/config.py.
-SIGNATURE_HEADER = "X-Geekai-Signature"
-TIMESTAMP_HEADER = "X-Geekai-Timestamp"
 MAX_ERROR_CHARS = 500
-# Of a receiver's answer, only this much is read (a robot's verdict is a few dozen bytes).
-MAX_ANSWER_BYTES = 64 * 1024
 JOB_ID = "outbox-deliver"
 
 
@@ -269,210 +254,22 @@ def _finish(message: OutboxMessage, **values) -> None:
 
 def backoff(app, attempts: int) -> float:
     """Seconds before the next try after `attempts` failures: doubling, jittered, capped."""
-    first = app.config["OUTBOX_RETRY_FIRST_SECONDS"]
-    cap = app.config["OUTBOX_RETRY_MAX_SECONDS"]
-    delay = first * 2 ** min(attempts - 1, 30)
-    return min(cap, delay * random.uniform(0.75, 1.25))
+    return backoff_delay(attempts, app.config["OUTBOX_RETRY_FIRST_SECONDS"], app.config["OUTBOX_RETRY_MAX_SECONDS"])
+
+
+# transport -> send(app, message): registered by geekai/outbox/__init__.py (http_sender, smtp_sender).
+SENDERS: dict = {}
 
 
 def send(app, message: OutboxMessage) -> None:
     """Send one message by its transport; raise on anything but success."""
-    if message.transport == "http":
-        _send_http(app, message)
-    elif message.transport == "smtp":
-        _send_smtp(app, message)
-    else:
+    sender = SENDERS.get(message.transport)
+    if sender is None:
         raise DeliveryError(f"unknown transport {message.transport!r}")
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The signature header value: "sha256=" + hex HMAC-SHA256 of b"<timestamp>." + body."""
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return "sha256=" + digest
-
-
-def _send_http(app, message: OutboxMessage) -> None:
-    body = message.payload.encode("utf-8")
-    headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "geekai-outbox"}
-    headers.update(json.loads(message.headers or "{}"))
-    headers["Idempotency-Key"] = message.idempotency_key
-    headers["X-Geekai-Event"] = message.topic
-    if message.sign_with:
-        secret = app.config.get(message.sign_with)
-        if not secret:
-            raise DeliveryError(f"{message.sign_with} is not set: cannot sign")
-        timestamp = str(int(time.time()))
-        headers[TIMESTAMP_HEADER] = timestamp
-        headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
-    timeout = app.config["OUTBOX_TIMEOUT_SECONDS"]
-    # requests' read timeout is per read: a receiver trickling a byte now and then would hold the
-    # send (and the claim, past its lease) for ever. The watchdog bounds the whole exchange.
-    adapter = _WatchedAdapter()
-    with _Watchdog(timeout, adapter.connections) as watchdog, requests.Session() as session:
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        try:
-            with session.post(message.target, data=body, headers=headers, timeout=(min(timeout, 5), timeout),
-                              allow_redirects=False, stream=True) as response:
-                status = response.status_code
-                answer = _read_capped(response)
-        except Exception:
-            if watchdog.fired:
-                raise DeliveryError(f"Timeout: no complete answer within {timeout:g} s") from None
-            raise
-        # A cut in the middle of the headers can parse as a short, complete answer: not a success.
-        if watchdog.fired:
-            raise DeliveryError(f"Timeout: no complete answer within {timeout:g} s")
-    text = answer.decode(response.encoding or "utf-8", errors="replace")
-    if not 200 <= status < 300:
-        raise DeliveryError(f"HTTP {status}: {text[:200]}")
-    _check_robot_verdict(message.topic, text)
-
-
-def _read_capped(response) -> bytes:
-    chunks, size = [], 0
-    for chunk in response.iter_content(8192):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= MAX_ANSWER_BYTES:
-            break
-    return b"".join(chunks)[:MAX_ANSWER_BYTES]
-
-
-class _WatchedAdapter(HTTPAdapter):
-    """An adapter that remembers the connections it hands out, for the watchdog to cut."""
-
-    def __init__(self):
-        super().__init__(max_retries=0)
-        self.connections: list = []
-
-    def get_connection_with_tls_context(self, *args, **kwargs):
-        pool = super().get_connection_with_tls_context(*args, **kwargs)
-        if not getattr(pool, "_geekai_watched", False):
-            get_conn = pool._get_conn
-
-            def watched_get_conn(*a, **kw):
-                conn = get_conn(*a, **kw)
-                self.connections.append(conn)
-                return conn
-
-            pool._get_conn, pool._geekai_watched = watched_get_conn, True
-        return pool
-
-
-class _Watchdog:
-    """After `seconds`, shuts down the sockets of `connections` (objects with a .sock) until stopped.
-
-    A shut-down socket makes a read blocked in another thread return at once, so the sender
-    fails with a timeout instead of waiting for a trickling peer. It keeps cutting until the
-    send ends, which also catches a connection opened just after the deadline.
-    """
-
-    def __init__(self, seconds: float, connections: list):
-        self.seconds, self.connections, self.fired = seconds, connections, False
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="outbox-watchdog", daemon=True)
-
-    def __enter__(self) -> "_Watchdog":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        if self._done.wait(self.seconds):
-            return
-        self.fired = True
-        while not self._done.is_set():
-            for conn in list(self.connections):
-                sock = getattr(conn, "sock", None)
-                if sock is not None:
-                    try:  # the plain socket's shutdown: an SSLSocket's would also drop its SSL object
-                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-            self._done.wait(0.05)
-
-
-# Chat robots answer HTTP 200 even when they refuse a message; the verdict is in the body, in the
-# first of these fields that it has (Feishu answers {"code": 0, ...} or, older, {"StatusCode": 0}).
-_ROBOT_VERDICT = {"alert.wecom": ("errcode",), "alert.dingtalk": ("errcode",), "alert.feishu": ("code", "StatusCode")}
-
-
-def _check_robot_verdict(topic: str, text: str) -> None:
-    fields = _ROBOT_VERDICT.get(topic)
-    if fields is None:
-        return
-    try:
-        answer = json.loads(text)
-    except ValueError:
-        raise DeliveryError(f"unreadable answer from the {topic} robot: {text[:200]!r}") from None
-    if not isinstance(answer, dict):
-        raise DeliveryError(f"unreadable answer from the {topic} robot: {text[:200]!r}")
-    field = next((f for f in fields if f in answer), None)
-    if field is None:  # a proxy's or a wrong endpoint's 200 is no robot's acceptance
-        raise DeliveryError(f"the {topic} robot refused the message (no {fields[0]} in its answer):"
-                            f" {text[:200]!r}"[:300])
-    code = answer[field]
-    if str(code) != "0":
-        why = answer.get("errmsg") or answer.get("msg") or answer.get("StatusMessage") or ""
-        raise DeliveryError(f"the {topic} robot refused the message ({field} {code}): {why}"[:300])
-
-
-def _send_smtp(app, message: OutboxMessage) -> None:
-    server, recipients = smtp_target(message.target, app.config.get("ALERT_SMTP_URL"))
-    extra = json.loads(message.headers or "{}")
-    mail = EmailMessage()
-    mail["From"] = extra.pop("From", None) or server["user"] or "geekai@localhost"
-    mail["To"] = ", ".join(recipients)
-    mail["Subject"] = extra.pop("Subject", None) or f"[geekai] {message.topic}"
-    mail["Date"] = email.utils.formatdate(usegmt=True)
-    # Message-ID from the key: mail systems that dedupe by it drop a re-sent copy.
-    mail["Message-ID"] = f"<{hashlib.sha256(message.idempotency_key.encode()).hexdigest()[:32]}@geekai>"
-    mail["Idempotency-Key"] = message.idempotency_key
-    for name, value in extra.items():
-        mail[name] = value
-    mail.set_content(message.payload)
-    timeout = app.config["OUTBOX_TIMEOUT_SECONDS"]
-    cls = smtplib.SMTP_SSL if server["ssl"] else smtplib.SMTP
-    kwargs = {"context": ssl.create_default_context()} if server["ssl"] else {}
-    with cls(server["host"], server["port"], timeout=timeout, **kwargs) as smtp:
-        smtp.ehlo()
-        if not server["ssl"] and smtp.has_extn("starttls"):
-            smtp.starttls(context=ssl.create_default_context())
-            smtp.ehlo()
-        elif not server["ssl"] and server["user"]:
-            raise DeliveryError(f"the SMTP server {server['host']}:{server['port']} does not offer STARTTLS:"
-                                " not sending the password in clear (use smtps://, or a server with STARTTLS)")
-        if server["user"]:
-            smtp.login(server["user"], server["password"])
-        smtp.send_message(mail, to_addrs=recipients)
-
-
-def smtp_target(target: str, default_url: str | None = None) -> tuple[dict, list[str]]:
-    """Parse "smtp[s]://user:pass@host:port?to=a@x,b@y", or "mailto:a@x,b@y" with ALERT_SMTP_URL."""
-    if target.startswith("mailto:"):
-        if not default_url:
-            raise DeliveryError("mailto target but ALERT_SMTP_URL is not set")
-        url, recipients = default_url, unquote(target[len("mailto:"):]).split(",")
-    else:
-        url = target
-        recipients = ",".join(parse_qs(urlsplit(target).query).get("to", [])).split(",")
-    parts = urlsplit(url)
-    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        raise DeliveryError("SMTP target must look like smtp://user:pass@host:port or smtps://...")
-    recipients = [r.strip() for r in recipients if r.strip()]
-    if not recipients:
-        raise DeliveryError("SMTP target names no recipient")
-    secure = parts.scheme == "smtps"
-    server = {"host": parts.hostname, "port": parts.port or (465 if secure else 25), "ssl": secure,
-              "user": unquote(parts.username or ""), "password": unquote(parts.password or "")}
-    return server, recipients
+    sender(app, message)
 
 
 def init_app(app) -> None:
     """Register the delivery job (several modules call this; register_job keeps one per id)."""
-    from .jobs import register_job
+    from ..jobs import register_job
     register_job(app, JOB_ID, deliver_due, app.config["OUTBOX_INTERVAL_SECONDS"])
