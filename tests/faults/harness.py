@@ -28,7 +28,7 @@ import urllib.request
 import pytest
 import requests
 
-from geekai.bot import states
+from geekai import states
 
 from conftest import wait_for
 from databases import copy_sqlite

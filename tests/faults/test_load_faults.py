@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from geekai.bot import states
+from geekai import states
 
 from conftest import wait_for
 from harness import case  # noqa: F401 - the fixture

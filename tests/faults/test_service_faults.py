@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from geekai.bot import states
+from geekai import states
 
 from harness import case  # noqa: F401 - the fixture
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from geekai.bot import states
+from geekai import states
 
 from harness import case  # noqa: F401 - the fixture
 
