@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo demo-ilink test bench clean
+.PHONY: run demo demo-ilink test test-faults bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,12 @@ demo: $(STAMP)  ## the same, with the bot logging in to the built-in WeChat emul
 demo-ilink: $(STAMP)  ## the same against a built-in iLink emulator (Tencent's official bot API)
 	$(BIN)/python app.py --demo ilink
 
-test: $(STAMP)  ## set up and run the tests
-	$(BIN)/python -m pytest
+test: $(STAMP)  ## set up and run the tests: the main suite, then the fault suite
+	$(BIN)/python -m pytest --ignore=tests/faults
+	$(BIN)/python -m pytest tests/faults
+
+test-faults: $(STAMP)  ## only the fault suite (real app.py processes against the fake servers)
+	$(BIN)/python -m pytest tests/faults
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -41,7 +41,9 @@ def test_hang_at_each_step_ends_at_login_timeout(make_app, run_bot, auth, emulat
     run_bot(app)
     drive_to(step, client, auth, emulator)
     state = wait_for_state(client, auth, "retrying", timeout=8)
-    assert "did not answer" in state["reason"], state["reason"]
+    # The reason names the step, also where itchat swallows the timeout (the contact list).
+    assert f"did not answer /cgi-bin/mmwebwx-bin/{step.strip('/').split('/')[-1]}" in state["reason"] \
+        or f"did not answer {step}" in state["reason"], state["reason"]
     events = history(client, auth)
     failed = events[0]
     previous = events[1]
@@ -67,9 +69,16 @@ def test_bad_answers_before_scan_are_transient(make_app, run_bot, auth, emulator
     assert state["next_retry_at"] and state["attempt"] == 1
 
 
-@pytest.mark.parametrize("mode, step", [("5xx", "webwxinit"), ("garbage", "webwxinit"),
-                                        ("drop", "webwxstatusnotify"), ("garbage", "webwxnewloginpage"), ("5xx", "webwxnewloginpage")])
-def test_bad_answers_after_confirm_are_transient(make_app, run_bot, auth, emulator, mode, step):
+@pytest.mark.parametrize("mode, step, expected", [
+    ("5xx", "webwxinit", "HTTP 503 for /cgi-bin/mmwebwx-bin/webwxinit"),
+    ("garbage", "webwxinit", "unexpected answer from WeChat"),
+    ("drop", "webwxstatusnotify", "lost the connection to WeChat during login"),
+    ("garbage", "webwxnewloginpage", "unexpected login page from WeChat"),
+    ("5xx", "webwxnewloginpage", "HTTP 503 for /cgi-bin/mmwebwx-bin/webwxnewloginpage"),
+    # itchat reads the error page as JSON: the reason is still the HTTP error, not a parse error.
+    ("5xx", "webwxgetcontact", "HTTP 503 for /cgi-bin/mmwebwx-bin/webwxgetcontact"),
+])
+def test_bad_answers_after_confirm_are_transient(make_app, run_bot, auth, emulator, mode, step, expected):
     app = make_app(WECHAT_BASE_URL=emulator.base_url, BOT_RETRY_FIRST_SECONDS=30)
     client = app.test_client()
     run_bot(app)
@@ -79,7 +88,7 @@ def test_bad_answers_after_confirm_are_transient(make_app, run_bot, auth, emulat
     emulator.set_fault(mode, {step})
     emulator.confirm()
     state = wait_for_state(client, auth, "retrying")
-    assert state["reason"]
+    assert expected in state["reason"], state["reason"]
 
 
 def test_retry_recovers_when_wechat_comes_back(make_app, run_bot, auth, emulator):
@@ -197,11 +206,9 @@ def test_server_without_optional_steps_still_logs_in(make_app, run_bot, auth, em
     assert state["account"] == "GeekAI测试号"
 
 
-def test_account_refused_by_web_wechat_waits_for_a_person(make_app, run_bot, auth, emulator, monkeypatch):
+def test_account_refused_by_web_wechat_waits_for_a_person(make_app, run_bot, auth, emulator):
     """WeChat answers the confirmed login with ret 1203 for accounts it keeps off the web: no loop."""
-    refusal = ("<error><ret>1203</ret><message>当前登录环境异常。为了你的帐号安全，暂时不能登录web微信。"
-               "</message></error>")
-    monkeypatch.setattr(emulator, "_redirect", lambda ticket, uuid: (200, "text/plain; charset=utf-8", refusal, []))
+    emulator.refuse_login(1203)
     app = make_app(WECHAT_BASE_URL=emulator.base_url)
     client = app.test_client()
     run_bot(app)
@@ -212,3 +219,27 @@ def test_account_refused_by_web_wechat_waits_for_a_person(make_app, run_bot, aut
     assert "暂时不能登录web微信" in state["reason"]
     polls = emulator.request_counts["/jslogin"]
     assert not wait_for(lambda: emulator.request_counts["/jslogin"] > polls, timeout=1), "it kept trying"
+
+
+def test_a_session_restored_from_the_cache_hands_nothing_over_twice(make_app, run_bot, auth, emulator):
+    """After a bad synccheck the bot logs in again from the cache, whose SyncKey is the one saved
+    at the login: WeChat sends what came since once more, and the bot drops those it handed over."""
+    from conftest import log_in_by_scan
+    from geekai.jobs import register_message_handler
+
+    app = make_app(WECHAT_BASE_URL=emulator.base_url, BOT_RETRY_FIRST_SECONDS=0.2)
+    client = app.test_client()
+    received = []
+    register_message_handler(app, lambda message: received.append(message.text))
+    run_bot(app)
+    log_in_by_scan(client, auth, emulator)
+    emulator.send_text("before the fault")
+    assert wait_for(lambda: received == ["before the fault"])
+    assert emulator.unacknowledged_messages == 1  # no later SyncKey has confirmed it yet
+    emulator.set_fault("garbage", {"synccheck"}, times=1)
+    assert wait_for(lambda: any(e["from"] == "logged_in" for e in history(client, auth)))
+    wait_for_state(client, auth, "logged_in")
+    emulator.send_text("after the fault")
+    assert wait_for(lambda: len(received) >= 2)
+    assert received == ["before the fault", "after the fault"]
+    assert emulator.request_counts["/jslogin"] == 1  # restored from the cache, no new QR

@@ -438,6 +438,74 @@ def test_synccheck_fault_logs_the_bot_out(emu, bots):
     assert run.logged_out.wait(WAIT)  # itchat reads any unparseable synccheck as a logout
 
 
+def test_fault_for_a_number_of_requests_clears_itself(emu):
+    emu.set_fault("5xx", {"jslogin"}, times=2)
+    codes = [requests.get(emu.base_url + "/jslogin", timeout=2).status_code for _ in range(3)]
+    assert codes == [503, 503, 200]
+    assert emu.fault == (None, None)
+    with pytest.raises(ValueError):
+        emu.set_fault(None, times=1)
+
+
+def test_server_gone_and_back_on_the_same_port_keeps_the_session(emu, bots):
+    run = bots()
+    bot = login(emu, run)
+    received = []
+    bot.register()(received.append)
+    port, session = emu.port, emu.session
+    emu.stop()
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get("http://127.0.0.1:%d/" % port, timeout=1)  # refused, as a server that is gone
+    emu.send_text("while the server was away")
+    emu.start(port=port)
+    assert emu.port == port and emu.session is session and session.valid
+    # itchat retries a failed sync every second, five times: back in time, the session goes on.
+    assert emu.wait_for(lambda: received, timeout=WAIT)
+    assert received[0].text == "while the server was away" and bot.alive
+
+
+def test_a_lost_webwxsync_answer_is_sent_again(emu, bots):
+    bot = login(emu, bots())
+    received = []
+    bot.register()(received.append)
+    session = emu.session
+    emu.send_text("first")
+    assert emu.wait_for(lambda: len(received) == 1)
+    key = bot.core.loginInfo["SyncKey"]
+    emu.send_text("second")
+    assert emu.wait_for(lambda: len(received) == 2)
+    # A client that never got the last answer asks again with the key it had: it gets "second" again.
+    again = requests.post(emu.base_url + CGI + "/webwxsync", timeout=2, json={
+        "BaseRequest": {"Sid": session.sid, "Skey": session.skey}, "SyncKey": key}).json()
+    assert [m["Content"] for m in again["AddMsgList"]] == ["second"]
+    # The newest key acknowledges everything: nothing more comes.
+    newest = requests.post(emu.base_url + CGI + "/webwxsync", timeout=2, json={
+        "BaseRequest": {"Sid": session.sid, "Skey": session.skey}, "SyncKey": again["SyncKey"]}).json()
+    assert newest["AddMsgList"] == [] and emu.unacknowledged_messages == 0 and emu.pending_messages == 0
+
+
+def test_refused_account_gets_ret_1203_until_accepted_again(emu, bots):
+    emu.refuse_login()
+    run = bots()
+    assert run.wait_status("0")
+    assert emu.confirm()
+    run.thread.join(WAIT)
+    assert run.bot is None and run.error is not None  # itchat cannot read the refusal
+    assert emu.session is None
+    emu.refuse_login(None)
+    login(emu, bots())
+    assert emu.state == "logged_in"
+
+
+def test_redirect_to_another_host(emu):
+    emu.redirect_base_url = "http://geekai-nowhere.invalid:%d" % emu.port
+    uuid = re.search(r'uuid = "(\S+?)"', requests.get(emu.base_url + "/jslogin", timeout=2).text).group(1)
+    assert emu.confirm()
+    answer = requests.get(emu.base_url + CGI + "/login", params={"uuid": uuid}, timeout=2).text  # 201
+    answer = requests.get(emu.base_url + CGI + "/login", params={"uuid": uuid}, timeout=2).text
+    assert 'window.redirect_uri="http://geekai-nowhere.invalid:%d%s/webwxnewloginpage?' % (emu.port, CGI) in answer
+
+
 def test_unknown_path_is_404(emu):
     assert requests.get(emu.base_url + "/nope", timeout=2).status_code == 404
     assert requests.get(emu.base_url + CGI + "/webwxgetmsgimg", timeout=2).status_code == 404
@@ -491,3 +559,17 @@ def test_context_manager_and_stop_is_idempotent():
     emu.stop()
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(base + "/", timeout=1)
+
+
+def test_a_new_login_starts_after_what_the_last_session_was_handed(emu, bots):
+    bot = login(emu, bots())
+    received = []
+    bot.register()(received.append)
+    emu.send_text("to the first session")
+    assert emu.wait_for(lambda: received)
+    emu.logout()
+    emu.send_text("while nobody is logged in")
+    again = login(emu, bots())
+    # Only what no session was handed: the first message is not sent to the new session again.
+    assert emu.wait_for(lambda: emu.pending_messages == 0 and len(again.messages) >= 1, timeout=WAIT)
+    assert [m.text for m in again.messages] == ["while nobody is logged in"]

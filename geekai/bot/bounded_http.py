@@ -45,6 +45,10 @@ class AttemptContext:
         self.online = False
         self.last_sync_ok: float | None = None
         self.last_sync_problem = ""
+        # What went wrong at a login step whose error itchat swallows (it catches a failed
+        # contact request and carries on, or parses an error page as JSON): the reason names it.
+        self.unanswered_path = ""
+        self.bad_answer = ""
         self.session_ended = False
         self.end_code = ""        # the retcode (or Ret) WeChat ended the session with
         self.http: requests.Session | None = None
@@ -71,7 +75,15 @@ class AttemptContext:
         if self.cancel.is_set() or self.closed:
             raise StopRequested("stop requested")
         if self.remaining() <= 0:
-            raise WeChatTimeout(f"WeChat did not answer within {self.timeout:g} s")
+            step = f" {self.unanswered_path}" if self.unanswered_path else ""
+            raise WeChatTimeout(f"WeChat did not answer{step} within {self.timeout:g} s")
+
+    def explain(self, exc: BaseException) -> BaseException:
+        """The failure to report for what a login raised: an error page that itchat tried to read
+        as JSON is the HTTP error it was, not a parse error."""
+        if self.bad_answer and isinstance(exc, (ValueError, KeyError, TypeError, IndexError)):
+            return WeChatBadAnswer(self.bad_answer)
+        return exc
 
     def request_timeout(self, given):
         """The timeout for one request: the time left before the deadline while logging in."""
@@ -134,7 +146,7 @@ def wrap_requests(session: requests.Session, ctx: AttemptContext) -> None:
             if ctx.online and path.endswith("/webwxsync"):
                 _check_webwxsync(ctx, response)
         else:
-            _check_login_answer(path, response)
+            _check_login_answer(ctx, path, response)
         return response
 
     session.request = request
@@ -144,7 +156,8 @@ def _login_failure(ctx: AttemptContext, url: str, exc: Exception) -> Exception:
     if ctx.online:
         return exc
     if isinstance(exc, requests.Timeout):
-        return WeChatTimeout(f"WeChat did not answer {urlsplit(url).path} within {ctx.timeout:g} s")
+        ctx.unanswered_path = urlsplit(url).path
+        return WeChatTimeout(f"WeChat did not answer {ctx.unanswered_path} within {ctx.timeout:g} s")
     return WeChatUnreachable(f"lost the connection to WeChat during login: {_short(exc)}")
 
 
@@ -153,10 +166,12 @@ def _login_failure(ctx: AttemptContext, url: str, exc: Exception) -> Exception:
 _CHECKED_STATUS = tuple(_EXPECTED_LOGIN_ANSWERS) + ("/webwxnewloginpage", "/webwxinit")
 
 
-def _check_login_answer(path: str, response: requests.Response) -> None:
+def _check_login_answer(ctx: AttemptContext, path: str, response: requests.Response) -> None:
     """Turn answers that itchat would loop on forever into a classified failure."""
-    if response.status_code >= 400 and path.endswith(_CHECKED_STATUS):
-        raise WeChatBadAnswer(f"WeChat answered HTTP {response.status_code} for {path}")
+    # The last answer only: an optional step that failed earlier explains nothing later.
+    ctx.bad_answer = f"WeChat answered HTTP {response.status_code} for {path}" if response.status_code >= 400 else ""
+    if ctx.bad_answer and path.endswith(_CHECKED_STATUS):
+        raise WeChatBadAnswer(ctx.bad_answer)
     for suffix, expected in _EXPECTED_LOGIN_ANSWERS.items():
         if path.endswith(suffix) and not expected.search(response.text):
             raise WeChatBadAnswer(f"unexpected answer from WeChat for {path}: {response.text[:80]!r}")

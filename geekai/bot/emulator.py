@@ -24,6 +24,8 @@ JS = "text/javascript; charset=utf-8"
 JSON_TYPE = "text/plain; charset=utf-8"
 RET_LOGGED_OUT = 1101
 RET_NOT_A_CONTACT = 1204
+# Val of SyncKey item 1 at sync position 0; the position is the seq of the last message handed over.
+SYNC_KEY_BASE = 680000000
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -136,9 +138,14 @@ class WeChatEmulator(FakeServer):
         self._tickets = {}  # redirect ticket -> uuid of the confirmed QR
         self._sessions = {}  # sid -> Session
         self._current = None  # the newest Session (a new login ends the older ones)
-        self._inbox = collections.deque()  # AddMsgList entries not yet fetched by webwxsync
-        self._sync_seq = 0
+        # (seq, AddMsgList entry) not yet acknowledged. As on the real server, a message stays
+        # until a webwxsync presents a SyncKey past it: an answer lost on the way is sent again.
+        self._inbox = collections.deque()
+        self._acked = 0  # the highest seq some webwxsync acknowledged
+        self._handed = 0  # the highest seq some webwxsync answer carried
         self._msg_seq = 0
+        self._refusal = None  # (ret, message) with which webwxnewloginpage refuses the account
+        self.redirect_base_url = None  # host of the redirect after a confirm (None: this server)
         self.sent = []
         self.refused = []  # webwxsendmsg requests answered with a Ret other than 0
         self._send_refusals = collections.deque()
@@ -260,9 +267,16 @@ class WeChatEmulator(FakeServer):
             entry["CreateTime"] = entry.get("CreateTime") or int(time.time())
             entry["ToUserName"] = entry.get("ToUserName") or self.self_username
             entry["FromUserName"] = entry.get("FromUserName") or self.default_friend
-            self._inbox.append(entry)
+            self._inbox.append((self._msg_seq, entry))
             self._cond.notify_all()
             return copy.deepcopy(entry)
+
+    def refuse_login(self, ret=1203, message="当前登录环境异常。为了你的帐号安全，暂时不能登录web微信。"
+                     "你可以通过手机客户端或者windows微信登录。"):
+        """WeChat keeps this account off the web: a confirmed login's webwxnewloginpage answers
+        <ret>ret</ret> with message instead of a session (ret None: accept logins again)."""
+        with self._cond:
+            self._refusal = None if ret is None else (int(ret), str(message))
 
     # ----- observation -------------------------------------------------------------------
 
@@ -294,7 +308,13 @@ class WeChatEmulator(FakeServer):
 
     @property
     def pending_messages(self):
-        """How many queued messages webwxsync has not yet delivered."""
+        """How many queued messages no webwxsync answer has carried yet."""
+        with self._cond:
+            return sum(1 for seq, _ in self._inbox if seq > self._handed)
+
+    @property
+    def unacknowledged_messages(self):
+        """How many messages the client has not yet confirmed (by a later SyncKey)."""
         with self._cond:
             return len(self._inbox)
 
@@ -314,10 +334,10 @@ class WeChatEmulator(FakeServer):
     def snapshot(self):
         """The JSON-able state served at GET /_emulator/state."""
         with self._cond:
-            mode, paths = self._fault
+            mode, paths = self.fault
             return {
                 "state": self.state, "qr_uuid": self.qr_uuid, "sent": len(self.sent),
-                "nickname": self.nickname, "pending_messages": len(self._inbox),
+                "nickname": self.nickname, "pending_messages": self.pending_messages,
                 "fault": {"mode": mode, "paths": sorted(paths) if paths else None},
                 "base_url": self.base_url if self._servers else None,
             }
@@ -468,14 +488,27 @@ class WeChatEmulator(FakeServer):
         skey = base.get("Skey") or q.get("skey")
         return self._valid_session(sid=sid, skey=skey)
 
-    def _sync_key(self):
-        """The SyncKey/SyncCheckKey block for the current sync position."""
+    @staticmethod
+    def _sync_key(position):
+        """The SyncKey/SyncCheckKey block for a sync position (the seq of the last message handed over)."""
         now = int(time.time())
         return {"Count": 4, "List": [
-            {"Key": 1, "Val": 680000000 + self._sync_seq},
-            {"Key": 2, "Val": 680000100 + self._sync_seq},
-            {"Key": 3, "Val": 680000050},
+            {"Key": 1, "Val": SYNC_KEY_BASE + position},
+            {"Key": 2, "Val": SYNC_KEY_BASE + 100 + position},
+            {"Key": 3, "Val": SYNC_KEY_BASE + 50},
             {"Key": 1000, "Val": now}]}
+
+    def _position(self, sync_key):
+        """The sync position a client's key names: a SyncKey block (webwxsync) or its
+        "1_680000005|2_..." text (synccheck); an unreadable key counts as the acknowledged one."""
+        try:
+            if isinstance(sync_key, dict):
+                vals = {int(item["Key"]): int(item["Val"]) for item in sync_key["List"]}
+            else:
+                vals = {int(k): int(v) for k, v in (part.split("_") for part in str(sync_key).split("|"))}
+            return max(0, vals[1] - SYNC_KEY_BASE)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return self._acked
 
     def _user(self):
         """The logged-in account as webwxinit describes it."""
@@ -504,7 +537,8 @@ class WeChatEmulator(FakeServer):
                     code = qr.answers.popleft()
                     if code == "200":
                         redirect = "%s%s/webwxnewloginpage?ticket=%s&uuid=%s&lang=zh_CN&scan=%d" % (
-                            self.base_url, CGI, qr.ticket, qr.uuid, int(time.time()))
+                            self.redirect_base_url or self.base_url, CGI, qr.ticket, qr.uuid,
+                            int(time.time()))
                         return 200, JS, 'window.code=200;\nwindow.redirect_uri="%s";' % redirect, []
                     return 200, JS, "window.code=%s;" % code, []
                 remaining = deadline - time.monotonic()
@@ -519,6 +553,9 @@ class WeChatEmulator(FakeServer):
         with self._cond:
             if not ticket or self._tickets.pop(ticket, None) != uuid:
                 xml = "<error><ret>1203</ret><message>Invalid ticket</message></error>"
+                return 200, "text/plain; charset=utf-8", xml, []
+            if self._refusal is not None:
+                xml = "<error><ret>%d</ret><message>%s</message></error>" % self._refusal
                 return 200, "text/plain; charset=utf-8", xml, []
             if self._qr is not None and self._qr.uuid == uuid:
                 self._qr = None
@@ -553,9 +590,11 @@ class WeChatEmulator(FakeServer):
             recent = [copy.deepcopy(c) for c in self._contacts
                       if c["UserName"] in (self.group_username("GeekAI 用户群"),
                                            self.mp_username("微信支付"))]
+            # A new login starts after what some session was handed: nothing is sent twice, and
+            # what came while nobody was logged in follows.
             return self._json_reply({
                 "BaseResponse": self._base_response(), "Count": len(recent),
-                "ContactList": recent, "SyncKey": self._sync_key(), "User": self._user(),
+                "ContactList": recent, "SyncKey": self._sync_key(self._handed), "User": self._user(),
                 "ChatSet": ",".join(c["UserName"] for c in recent), "SKey": session.skey,
                 "ClientVersion": 637863733, "SystemTime": int(time.time()), "GrayScale": 1,
                 "InviteStartCount": 40, "MPSubscribeMsgCount": 0, "MPSubscribeMsgList": [],
@@ -598,18 +637,19 @@ class WeChatEmulator(FakeServer):
                                  "Count": len(found), "ContactList": found})
 
     def _synccheck(self, q):
-        """Long-poll for news: selector 2 when messages wait, retcode 1101 once logged out."""
+        """Long-poll for news: selector 2 when messages past the client's key wait, retcode 1101 once logged out."""
         deadline = time.monotonic() + self.synccheck_hold
         with self._cond:
             session = self._valid_session(sid=q.get("sid"), skey=q.get("skey"), uin=q.get("uin"))
             ended = session or self._sessions.get(q.get("sid"))
+            position = self._position(q.get("synckey"))
             while True:
                 if self._stopping:
                     return None
                 if session is None or not session.valid:
                     retcode = ended.retcode if ended is not None else RET_LOGGED_OUT
                     return 200, JS, 'window.synccheck={retcode:"%d",selector:"0"}' % retcode, []
-                if self._inbox:
+                if self._inbox and self._inbox[-1][0] > position:
                     return 200, JS, 'window.synccheck={retcode:"0",selector:"2"}', []
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -617,7 +657,8 @@ class WeChatEmulator(FakeServer):
                 self._cond.wait(remaining)
 
     def _webwxsync(self, q, data):
-        """Hand over every queued message and advance the sync key; 1101 for a dead session."""
+        """Drop what the client's SyncKey acknowledges, hand over every later message with the
+        key past them; 1101 for a dead session."""
         with self._cond:
             session = self._session_from(data, q)
             if session is None:
@@ -625,11 +666,15 @@ class WeChatEmulator(FakeServer):
                     "BaseResponse": self._base_response(RET_LOGGED_OUT), "AddMsgCount": 0,
                     "AddMsgList": [], "ModContactCount": 0, "ModContactList": [],
                     "SyncKey": {"Count": 0, "List": []}, "SyncCheckKey": {"Count": 0, "List": []}})
-            messages = list(self._inbox)
-            self._inbox.clear()
-            if messages:
-                self._sync_seq += len(messages)
-            key = self._sync_key()
+            position = self._position((data or {}).get("SyncKey"))
+            while self._inbox and self._inbox[0][0] <= position:
+                self._inbox.popleft()
+            self._acked = max(self._acked, position)
+            messages = [entry for _, entry in self._inbox]
+            if self._inbox:
+                position = self._inbox[-1][0]
+                self._handed = max(self._handed, position)
+            key = self._sync_key(position)
             return self._json_reply({
                 "BaseResponse": self._base_response(),
                 "AddMsgCount": len(messages), "AddMsgList": messages,

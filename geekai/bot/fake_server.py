@@ -120,6 +120,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._reply(reply)
 
+    def handle_one_request(self):
+        """Count the request as in flight, so that stop() can wait until every one has ended."""
+        emu = self.server.emulator
+        with emu._cond:
+            emu._in_flight += 1
+        try:
+            super().handle_one_request()
+        finally:
+            with emu._cond:
+                emu._in_flight -= 1
+                emu._cond.notify_all()
+
     def _reply(self, reply):
         """Write (status, content_type, body, extra_headers); ignore clients that left."""
         status, content_type, body, headers = reply
@@ -151,15 +163,24 @@ class FakeServer:
         self._stopping = False
         self._servers = []
         self._threads = []
+        self._addresses = []  # (host, port) last bound: start() after stop() may bind them again
+        self._in_flight = 0  # connections inside a request (stop() waits for them to end)
         self._fault = (None, None)
+        self._fault_times = None  # the fault clears after this many more matching requests
+        self._fault_version = 0  # +1 at each set_fault(): a held request looks again
         self.request_counts = collections.Counter()
 
     # ----- lifecycle -------------------------------------------------------------------
 
     def start(self, host="127.0.0.1", port=0):
-        """Bind host:port (0 = any free port), serve in a daemon thread, and return self."""
+        """Bind host:port (0 = any free port), serve in a daemon thread, and return self.
+
+        After stop(), start(port=emu.port) brings the same server back on the same port: its
+        sessions, QR and queued messages are kept, as when the server was only unreachable.
+        """
         if self._servers:
             raise RuntimeError("emulator already started")
+        self._addresses = []
         self._listen(host, port)
         return self
 
@@ -170,22 +191,35 @@ class FakeServer:
                                   name=self.thread_name, daemon=True)
         self._servers.append(server)
         self._threads.append(thread)
+        self._addresses.append(server.server_address[:2])
         thread.start()
         return self._url_of(server)
 
     def stop(self):
-        """Shut the server down and release every held request at once."""
+        """Close the sockets (connections are refused from now on), cut every open connection
+        and release every held request at once; return when every request has ended."""
         with self._cond:
-            if self._stopping or not self._servers:
-                self._stopping = True
+            servers, threads = list(self._servers), list(self._threads)
+            if not servers:
                 return
             self._stopping = True
             self._cond.notify_all()
-        for server, thread in zip(self._servers, self._threads):
+        for server, thread in zip(servers, threads):
             server.shutdown()
             server.server_close()
             server.close_connections()
             thread.join(timeout=5)
+        with self._cond:
+            self._cond.wait_for(lambda: self._in_flight == 0, timeout=5)
+            self._servers, self._threads = [], []
+            self._stopping = False
+
+    @property
+    def port(self):
+        """The port the server is (or was last) bound to."""
+        if not self._addresses:
+            raise RuntimeError("emulator never started")
+        return self._addresses[0][1]
 
     def __enter__(self):
         if not self._servers:
@@ -214,14 +248,23 @@ class FakeServer:
 
     # ----- faults and observation --------------------------------------------------------
 
-    def set_fault(self, mode, paths=None):
-        """Make matching requests hang, get garbage, get 503, or be dropped (None clears)."""
+    def set_fault(self, mode, paths=None, times=None):
+        """Make matching requests hang, get garbage, get 503, or be dropped (None clears).
+
+        paths: substrings of the request path (None: every path but the control endpoints);
+        times: the fault clears itself after that many matching requests (None: when cleared);
+        those held by "hang" stay held until the next set_fault().
+        """
         if mode not in FAULT_MODES:
             raise ValueError("fault mode must be one of %r" % (FAULT_MODES,))
+        if times is not None and (mode is None or int(times) < 1):
+            raise ValueError("times must be a whole number >= 1, with a fault mode")
         if isinstance(paths, str):
             paths = [paths]
         with self._cond:
             self._fault = (mode, None if paths is None else frozenset(paths))
+            self._fault_times = None if times is None else int(times)
+            self._fault_version += 1
             self._cond.notify_all()
 
     @property
@@ -255,15 +298,26 @@ class FakeServer:
         return None
 
     def _await_fault(self, path):
-        """Hold hanging requests until the fault clears; return the fault or "stopped"."""
+        """Hold a hanging request until set_fault() changes the fault (or stop()); return the
+        fault it meets or "stopped"."""
         with self._cond:
-            while True:
+            mode = self._fault_for(path)
+            if mode is not None:
+                self._count_fault()
+            while mode == "hang":
+                version = self._fault_version
+                self._cond.wait_for(lambda: self._stopping or self._fault_version != version)
                 if self._stopping:
                     return "stopped"
                 mode = self._fault_for(path)
-                if mode != "hang":
-                    return mode
-                self._cond.wait()
+            return "stopped" if self._stopping else mode
+
+    def _count_fault(self):
+        """One more request met the fault; one set for `times` requests then clears (call under the lock)."""
+        if self._fault_times is not None:
+            self._fault_times -= 1
+            if self._fault_times <= 0:
+                self._fault, self._fault_times = (None, None), None
 
     def control_allowed(self, token):
         """Whether an HTTP control request carries this server's control token."""

@@ -88,6 +88,9 @@ class IlinkEmulator(FakeServer):
         self._replay_from = None    # the next getupdates answers from here, whatever its cursor
         self._contexts = {}         # user id -> [(context_token, issued at)]
         self._redirect_url = None
+        # host:port a scaned_but_redirect names instead of the second server (None: that server);
+        # setting it also turns the redirect on (tests: a name that does not resolve).
+        self.redirect_to = None
         self.sent = []              # sendmessage bodies, accepted or not
         self.notices = []           # "notifystart" / "notifystop", in order
         self.requests = []          # (method, path, host) of every request
@@ -104,6 +107,8 @@ class IlinkEmulator(FakeServer):
     @property
     def redirect_host(self):
         """host:port of the redirect server (no scheme: the protocol sends a bare host)."""
+        if self.redirect_to:
+            return self.redirect_to
         return self._redirect_url.split("://", 1)[1] if self._redirect_url else None
 
     # ----- the phone's side --------------------------------------------------------------
@@ -375,7 +380,7 @@ class IlinkEmulator(FakeServer):
             while not self._stopping:
                 self._live_qr()  # ages the QR out
                 status = qr.status
-                if self.redirect and status != "wait" and not on_redirect_host:
+                if (self.redirect or self.redirect_to) and status != "wait" and not on_redirect_host:
                     # Once scanned, this host only points to the other one.
                     return self._json({"status": "scaned_but_redirect", "redirect_host": self.redirect_host})
                 if status != qr.told or time.monotonic() >= deadline:

@@ -22,6 +22,7 @@ from apscheduler.jobstores.base import JobLookupError
 from .. import backoff, states
 from . import errors
 from .backend import Backend, IncomingMessage
+from .dedupe import RecentIds
 from ..db import utcnow
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class BotSupervisor:
         # Stores each message before the handlers run (geekai/messages); None: nothing stores.
         self.recorder = None
         self.stats = {"messages_in": 0, "messages_out": 0, "messages_failed": 0, "watchdog_restarts": 0}
+        self._seen = RecentIds()  # a message a restored session gets again is not handed over twice
         self._cancel = threading.Event()
         self._codes = CodeBox()
         self._online_heartbeat: float | None = None   # the session's heartbeat when it logged in
@@ -264,6 +266,9 @@ class BotSupervisor:
             self._after_failure(kind, reason)
 
     def _message(self, generation: int, message: IncomingMessage) -> None:
+        if not self._seen.first_time(message.id):
+            logger.info("message %s came again; handed over once already", message.id)
+            return
         self.stats["messages_in"] += 1
         if self.recorder is not None:
             try:

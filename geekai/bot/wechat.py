@@ -87,6 +87,9 @@ class WxpyBackend:
         except BaseException as exc:
             session.abandon()
             self._after_failed_login(exc, had_cache and qr.qr_count == 0 and not qr.scanned)
+            failure = ctx.explain(exc)
+            if failure is not exc:
+                raise failure from exc
             raise
         finally:
             wxpy_patches.local.ctx = None
