@@ -20,5 +20,8 @@ demo: $(STAMP)  ## the same, with the bot logging in to the built-in WeChat emul
 test: $(STAMP)  ## set up and run the tests
 	$(BIN)/python -m pytest
 
+bench: $(STAMP)  ## run every benchmark (a few minutes, on a quiet machine) into docs/PERFORMANCE.md
+	$(BIN)/python bench/run.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache
