@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test bench clean
+.PHONY: run demo demo-ilink test bench clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ run: $(STAMP)  ## set up and start the service on http://127.0.0.1:5000
 
 demo: $(STAMP)  ## the same, with the bot logging in to the built-in WeChat emulator
 	$(BIN)/python app.py --demo
+
+demo-ilink: $(STAMP)  ## the same against a built-in iLink emulator (Tencent's official bot API)
+	$(BIN)/python app.py --demo ilink
 
 test: $(STAMP)  ## set up and run the tests
 	$(BIN)/python -m pytest

@@ -1,4 +1,4 @@
-"""Entry point: `python app.py [--host H] [--port P] [--instance DIR] [--demo]`.
+"""Entry point: `python app.py [--host H] [--port P] [--instance DIR] [--demo [ilink]]`.
 
 `flask --app app ...` finds create_app() here; `flask run` starts one bot (geekai/bot/runtime.py).
 """
@@ -13,14 +13,18 @@ from geekai import logs
 from geekai.config import ConfigError, check
 
 
+DEMO_BACKENDS = {"wechat": "demo", "ilink": "demo-ilink"}
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="geekai: web service with a supervised WeChat bot")
     parser.add_argument("--host", default=os.environ.get("GEEKAI_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=os.environ.get("GEEKAI_PORT", "5000"))
     parser.add_argument("--instance", default=os.environ.get("GEEKAI_INSTANCE_PATH"),
                         help="folder for the database, config.py, secrets and the session cache")
-    parser.add_argument("--demo", action="store_true",
-                        help="run the bot against the built-in WeChat emulator (BOT_BACKEND=demo)")
+    parser.add_argument("--demo", nargs="?", const="wechat", choices=("wechat", "ilink"),
+                        help="run the bot against a built-in emulator: web WeChat's (BOT_BACKEND=demo, the "
+                             "default) or iLink's (`--demo ilink`, BOT_BACKEND=demo-ilink)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be between 0 and 65535 (got {args.port})")
@@ -30,10 +34,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logs.configure()
-    overrides = {"BOT_BACKEND": "demo"} if args.demo else None
+    overrides = {"BOT_BACKEND": DEMO_BACKENDS[args.demo]} if args.demo else None
     instance = os.path.abspath(args.instance or os.path.join(os.path.dirname(os.path.abspath(__file__)), "instance"))
     try:
-        check(instance, overrides)
+        config = check(instance, overrides)
     except ConfigError as exc:
         print(f"geekai: {exc}", file=sys.stderr)
         return 2
@@ -44,7 +48,7 @@ def main(argv=None) -> int:
         return create_app(overrides, instance_path=instance)
 
     try:
-        return serve(build, args.host, args.port)
+        return serve(build, args.host, args.port, config=config)
     except OSError as exc:
         print(f"geekai: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -21,13 +21,16 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     os.makedirs(app.instance_path, mode=0o700, exist_ok=True)
 
     from . import config, db, instance_secrets, models, schema  # noqa: F401 (models: the tables)
-    from . import alerts, outbox  # noqa: F401 (their tables)
+    from . import admin_session, alerts, outbox  # noqa: F401 (their tables)
     from .cli import init_app as init_cli
     from .payments import init_app as init_payments
     from .web import init_app as init_web
-    from .web import metrics
+    from .redaction import install_log_filter
+    from .web import metrics, params
 
     config.load(app, test_config)
+    install_log_filter()  # handlers set up by `flask run`, gunicorn or app.py: no credential in a log line
+    params.init_app(app)  # before any blueprint: their routes use its id converter
     instance_secrets.ensure(app)
     init_payments(app)
     db.init_app(app)

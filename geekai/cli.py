@@ -47,10 +47,13 @@ class Client:
         handlers = [urllib.request.ProxyHandler({})] if host in ("127.0.0.1", "localhost", "::1") else []
         self.opener = urllib.request.build_opener(*handlers)
 
-    def request(self, method: str, path: str, ok=(200,)) -> tuple[int, bytes, str]:
+    def request(self, method: str, path: str, ok=(200,), body: dict | None = None) -> tuple[int, bytes, str]:
         """(status, body, content type); raises ServiceError when it cannot be asked."""
-        request = urllib.request.Request(self.url + path, method=method, data=b"" if method == "POST" else None)
+        data = json.dumps(body).encode() if body is not None else b"" if method == "POST" else None
+        request = urllib.request.Request(self.url + path, method=method, data=data)
         request.add_header("Accept", "application/json")
+        if body is not None:
+            request.add_header("Content-Type", "application/json")
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
@@ -79,9 +82,9 @@ class Client:
             raise ServiceError(f"the service is not running at {self.url} ({reason}); start it with "
                                "`python app.py` (or `systemctl start geekai`), or set GEEKAI_URL") from None
 
-    def json(self, method: str, path: str, ok=(200,)) -> tuple[int, dict]:
+    def json(self, method: str, path: str, ok=(200,), body: dict | None = None) -> tuple[int, dict]:
         """(status, the JSON object answered); anything but an object is a ServiceError."""
-        status, body, _ = self.request(method, path, ok)
+        status, body, _ = self.request(method, path, ok, body)
         try:
             answer = json.loads(body or b"{}")
         except ValueError:
@@ -179,10 +182,14 @@ def login(client: Client, wait: bool, timeout: float, invert: bool):
             sys.exit(LOGGED_IN)
         raise ServiceError(f"login refused: {answer.get('error')}")
     deadline = time.monotonic() + timeout
-    shown_qr, shown_state = b"", ""
+    shown_qr, shown_state, asked = b"", "", ""
     while True:
         state = client.state()
         name = state["state"]
+        if wait and name == "waiting_for_confirm" and state.get("verify_code_required") and state.get("since") != asked:
+            asked = state.get("since")  # one prompt per request for a code (a wrong one asks again)
+            _enter_code(client, wrong=state.get("verify_code") == "wrong")
+            continue
         if name == "logged_in":
             click.echo(f"logged in{' as ' + state['account'] if state.get('account') else ''}")
             sys.exit(LOGGED_IN)
@@ -205,6 +212,27 @@ def login(client: Client, wait: bool, timeout: float, invert: bool):
             click.echo(f"timed out after {timeout:g} s; the bot is {_describe(state)}", err=True)
             sys.exit(NOT_LOGGED_IN)
         time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+
+
+def _enter_code(client: Client, wrong: bool) -> None:
+    """iLink asks for the number the phone shows: read it on the terminal and pass it on."""
+    question = ("That code did not match: enter the number shown on the phone again" if wrong
+                else "The phone shows a number: enter it here")
+    try:
+        code = click.prompt(question, value_proc=_digits).strip()
+    except click.Abort:
+        click.echo("\nno code entered here: enter it on the status page (or POST /api/bot/verify)", err=True)
+        return
+    status, answer = client.json("POST", "/api/bot/verify", ok=(202, 400, 409), body={"code": code})
+    if status != 202:
+        click.echo(f"the code was not taken: {answer.get('error')}", err=True)
+
+
+def _digits(value: str) -> str:
+    value = value.strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 10):
+        raise click.BadParameter("the code is the 1 to 10 digits the phone shows")
+    return value
 
 
 def _qr_png(client: Client) -> bytes:

@@ -1,6 +1,7 @@
 """Configuration: defaults, loading order and validation of every key."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from dataclasses import dataclass
@@ -23,6 +24,11 @@ DEFAULTS: dict[str, Any] = {
     "BOT_BACKEND": "wxpy",
     "BOT_REQUIRED": False,
     "WECHAT_BASE_URL": "https://login.weixin.qq.com",
+    # Tencent's official bot API for personal accounts (BOT_BACKEND=ilink).
+    "ILINK_BASE_URL": "https://ilinkai.weixin.qq.com",
+    "ILINK_TOKEN_FILE": "ilink-token.json",
+    # How long getupdates may be held when iLink does not say (its longpolling_timeout_ms).
+    "ILINK_POLL_SECONDS": 35,
     "BOT_LOGIN_TIMEOUT": 60,
     "BOT_RETRY_MAX_SECONDS": 300,
     "BOT_RETRY_FIRST_SECONDS": 5,
@@ -51,8 +57,14 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX_MAX_ATTEMPTS": 20,
     # Live status pages (server-sent event streams) open at once; each holds a server thread.
     "STREAM_MAX_CLIENTS": 8,
-    # Reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (0: none).
+    # Reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (0: none), and the
+    # address the nearest one connects from (waitress trusts the headers only from there; *: any).
     "PROXY_COUNT": 0,
+    "PROXY_ADDRESS": "127.0.0.1",
+    # Largest request body accepted (bytes); a larger one is answered 413 before it is read.
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
+    # How long an admin sign-in lasts (from the login, not from the last request).
+    "SESSION_LIFETIME_SECONDS": 7 * 86400,
     "SQLALCHEMY_DATABASE_URI": None,  # filled in with instance/geekai.sqlite
     # Database connections kept open per process: waitress's 16 threads, the bot and its jobs.
     "DB_POOL_SIZE": 24,
@@ -139,10 +151,30 @@ def _secret(value: Any) -> str | None:
     return value
 
 
+def _proxy_address(value: Any) -> str:
+    """An IP address, in the form waitress compares with the peer's address, or "*"."""
+    if value == "*":
+        return value
+    return ipaddress.ip_address(str(value).strip()).compressed
+
+
+def _bytes(minimum: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        size = _count(value)
+        if size < minimum:
+            raise ValueError(value)
+        return size
+    return parse
+
+
 def _nonempty_text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(value)
     return value
+
+
+# wxpy: web WeChat; ilink: Tencent's bot API; demo and demo-ilink: the same against a built-in emulator.
+BACKENDS = ("wxpy", "ilink", "demo", "demo-ilink")
 
 
 @dataclass(frozen=True)
@@ -153,11 +185,14 @@ class Rule:
 
 RULES: dict[str, Rule] = {
     "BOT_ENABLED": Rule(_flag, "true or false"),
-    "BOT_BACKEND": Rule(_choice("wxpy", "demo"), "'wxpy' or 'demo'"),
+    "BOT_BACKEND": Rule(_choice(*BACKENDS), "'wxpy', 'ilink', 'demo' or 'demo-ilink'"),
     "BOT_REQUIRED": Rule(_flag, "true or false"),
     "DB_AUTO_UPGRADE": Rule(_flag, "true or false"),
     "DB_POOL_SIZE": Rule(_count, "a whole number >= 0 (connections kept per process; above the server's threads)"),
     "WECHAT_BASE_URL": Rule(_http_url, "an http(s) URL such as https://login.weixin.qq.com"),
+    "ILINK_BASE_URL": Rule(_http_url, "an http(s) URL such as https://ilinkai.weixin.qq.com"),
+    "ILINK_TOKEN_FILE": Rule(_nonempty_text, "a file name (relative to the instance folder) or an absolute path"),
+    "ILINK_POLL_SECONDS": Rule(_seconds(0.1), "a number of seconds >= 0.1 (iLink holds getupdates 35 s)"),
     "BOT_LOGIN_TIMEOUT": Rule(_seconds(0.1), "a number of seconds >= 0.1 (WeChat long-polls ~25 s: use 60 in production)"),
     "BOT_RETRY_MAX_SECONDS": Rule(_seconds(0.1), "a number of seconds >= 0.1"),
     "BOT_RETRY_FIRST_SECONDS": Rule(_seconds(0.01), "a number of seconds >= 0.01"),
@@ -174,6 +209,9 @@ RULES: dict[str, Rule] = {
     "METRICS": Rule(_choice("open", "token", "off"), "'open', 'token' or 'off'"),
     "STREAM_MAX_CLIENTS": Rule(_count, "a whole number >= 0 (below the server's 16 threads)"),
     "PROXY_COUNT": Rule(_count, "a whole number >= 0"),
+    "PROXY_ADDRESS": Rule(_proxy_address, "the IP address the reverse proxy connects from (such as 127.0.0.1), or *"),
+    "MAX_CONTENT_LENGTH": Rule(_bytes(1024), "a number of bytes >= 1024 (default 1048576, 1 MiB)"),
+    "SESSION_LIFETIME_SECONDS": Rule(_seconds(60), "a number of seconds >= 60 (default 604800, 7 days)"),
     "ADMIN_PASSWORD": Rule(_secret, "a string of at least 8 characters"),
     "API_TOKEN": Rule(_secret, "a string of at least 8 characters"),
     "SECRET_KEY": Rule(_secret, "a string of at least 8 characters"),
@@ -205,23 +243,50 @@ def load(app, test_config: dict | None = None) -> None:
     if test_config:
         app.config.from_mapping(test_config)
     validate(app.config)
+    refuse_in_demo(app.config)
+    app.config["PERMANENT_SESSION_LIFETIME"] = app.config["SESSION_LIFETIME_SECONDS"]
     _warn_short_login_timeout(app.config)
+    _warn_short_watchdog(app.config)
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         path = os.path.join(app.instance_path, "geekai.sqlite")
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + path
 
 
-# The real web WeChat holds each login poll about 25 s before answering.
-WECHAT_LONG_POLL = 25
+# Settings that would let the emulator's made-up payments reach the outside world.
+_REAL_ONLY = {"PAYMENT_CALLBACK_URL": "unset in demo mode: the emulator's receipts are not real payments"}
+
+
+def refuse_in_demo(config) -> None:
+    """Demo mode books receipts that anyone with the demo page can make up: they must stay local."""
+    if config["BOT_BACKEND"] not in ("demo", "demo-ilink"):
+        return
+    for key, expected in _REAL_ONLY.items():
+        if config.get(key):
+            raise ConfigError(key, expected, config[key])
+
+
+# The real web WeChat holds each login poll about 25 s before answering; iLink about 35 s.
+LONG_POLLS = {"wxpy": ("WECHAT_BASE_URL", 25), "ilink": ("ILINK_BASE_URL", 35)}
 
 
 def _warn_short_login_timeout(config) -> None:
     """Against the real WeChat a timeout under its long-poll would end every login poll early."""
-    host = urlsplit(config["WECHAT_BASE_URL"]).hostname or ""
+    if config["BOT_BACKEND"] not in LONG_POLLS:
+        return
+    key, long_poll = LONG_POLLS[config["BOT_BACKEND"]]
+    host = urlsplit(config[key]).hostname or ""
     real = host == "qq.com" or host.endswith((".qq.com", ".wechat.com"))
-    if real and config["BOT_BACKEND"] == "wxpy" and config["BOT_LOGIN_TIMEOUT"] <= WECHAT_LONG_POLL:
+    if real and config["BOT_LOGIN_TIMEOUT"] <= long_poll:
         logger.warning("BOT_LOGIN_TIMEOUT is %s s, but WeChat holds a login poll about %s s: "
-                       "logins will time out; use 60", config["BOT_LOGIN_TIMEOUT"], WECHAT_LONG_POLL)
+                       "logins will time out; use 60", config["BOT_LOGIN_TIMEOUT"], long_poll)
+
+
+def _warn_short_watchdog(config) -> None:
+    """iLink holds a quiet getupdates ~35 s: a watchdog that waits less restarts a healthy bot."""
+    if config["BOT_BACKEND"] == "ilink" and config["WATCHDOG_SECONDS"] <= config["ILINK_POLL_SECONDS"] + 5:
+        logger.warning("WATCHDOG_SECONDS is %s s, but iLink may hold a wait for messages %s s: the watchdog "
+                       "would restart a bot that is only quiet; use at least %s", config["WATCHDOG_SECONDS"],
+                       config["ILINK_POLL_SECONDS"], config["ILINK_POLL_SECONDS"] + 10)
 
 
 # GEEKAI_* variables read by app.py and the CLI rather than by the app's config.
@@ -247,11 +312,14 @@ def _load_instance_file(app) -> None:
         raise ConfigError(path, "loadable", f"{type(exc).__name__}: {exc}") from None
 
 
-def check(instance_path: str, test_config: dict | None = None) -> None:
-    """Validate the configuration as create_app would, without building the app (raises ConfigError)."""
+def check(instance_path: str, test_config: dict | None = None):
+    """Validate the configuration as create_app would, without building the app (raises
+    ConfigError); the validated config, for what the server needs before the app exists."""
     from flask import Flask
 
-    load(Flask("geekai", instance_path=instance_path, instance_relative_config=True), test_config)
+    app = Flask("geekai", instance_path=instance_path, instance_relative_config=True)
+    load(app, test_config)
+    return app.config
 
 
 def validate(config) -> None:

@@ -11,6 +11,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
+from .file_modes import tighten_database
+
 
 class Base(DeclarativeBase):
     pass
@@ -48,6 +50,7 @@ def init_app(app) -> None:
         path = url.database if os.path.isabs(url.database) else os.path.join(app.instance_path, url.database)
         with contextlib.suppress(FileExistsError):
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        tighten_database(path)
     _fit_pool(app, url)
     db.init_app(app)
 

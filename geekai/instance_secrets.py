@@ -10,6 +10,8 @@ import sys
 
 from werkzeug.security import generate_password_hash
 
+from .file_modes import tighten
+
 logger = logging.getLogger(__name__)
 
 FILE_NAME = "secrets.json"
@@ -51,6 +53,7 @@ def ensure(app) -> None:
 
 
 def _ensure(app) -> None:
+    tighten(secrets_path(app.instance_path))
     stored = read_stored(app.instance_path)
     changed = False
     for key in ("SECRET_KEY", "API_TOKEN"):

@@ -7,7 +7,11 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def configure() -> None:
-    """INFO and up to stderr, unless the host (gunicorn, a test) set logging up already."""
+    """INFO and up to stderr, unless the host (gunicorn, a test) set logging up already; no
+    credential in any line (geekai/redaction.py)."""
+    from .redaction import install_log_filter
+
     logging.basicConfig(level=logging.INFO, format=FORMAT)
+    install_log_filter()
     for noisy in ("apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

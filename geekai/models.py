@@ -1,5 +1,7 @@
 """Database models: the bot's current state (one row), its append-only history, the lease that says
-which process runs it, and the commands other processes hand to that one."""
+which process runs it, the commands other processes hand to that one, and what the iLink backend
+keeps across restarts (its getupdates cursor, the messages it handed over, each person's last
+context_token)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -29,6 +31,9 @@ class BotState(db.Model):
     account: Mapped[str | None] = mapped_column(String(200), default=None)
     pid: Mapped[int | None] = mapped_column(Integer, default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # iLink's login asks for the number the phone shows: "required", "checking" (an admin entered
+    # one) or "wrong"; None when no code is involved. Last, where the migration adds it.
+    verify_code: Mapped[str | None] = mapped_column(String(16), default=None)
 
     def to_dict(self) -> dict:
         return {
@@ -40,6 +45,8 @@ class BotState(db.Model):
             "next_retry_at": isoformat(self.next_retry_at),
             "qr_expires_at": isoformat(self.qr_expires_at),
             "account": self.account,
+            "verify_code_required": self.verify_code in ("required", "wrong"),
+            "verify_code": self.verify_code,
         }
 
 
@@ -104,3 +111,36 @@ class BotCommand(db.Model):
 # SQL: a watchdog restart, i.e. the bot was taken out of logged_in because it stopped syncing.
 WATCHDOG_RESTART = and_(BotEvent.from_state == "logged_in",
                         or_(BotEvent.actor == "watchdog", BotEvent.reason.startswith("watchdog:")))
+
+
+class IlinkSync(db.Model):
+    """Where the iLink bot's getupdates stopped (one row, id 1): a restart resumes from here."""
+
+    __tablename__ = "ilink_sync"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bot_id: Mapped[str] = mapped_column(String(200), default="")
+    cursor: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IlinkSeenMessage(db.Model):
+    """An iLink message already handed to the handlers: a redelivery of it is dropped."""
+
+    __tablename__ = "ilink_seen_message"
+    __table_args__ = (Index("ix_ilink_seen_message_seen_at", "seen_at"),)
+
+    # uint64 as decimal text (never a float), or the fallback id of a message without one.
+    message_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IlinkContact(db.Model):
+    """A person who wrote to the iLink bot: the context_token of their last message, which a
+    reply must carry, and when that message came (replies are refused after about 24 h)."""
+
+    __tablename__ = "ilink_contact"
+
+    user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    context_token: Mapped[str] = mapped_column(Text)
+    last_message_at: Mapped[datetime] = mapped_column()

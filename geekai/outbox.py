@@ -36,6 +36,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .db import db, isoformat, utcnow
+from .redaction import redact, redact_text  # noqa: F401 (redact: outbox.redact for the pages)
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class OutboxMessage(db.Model):
             "status": self.status,
             "attempts": self.attempts,
             "next_attempt_at": isoformat(self.next_attempt_at) if self.status == PENDING else None,
-            "last_error": self.last_error,
+            "last_error": redact_text(self.last_error, self.target),
             "created_at": isoformat(self.created_at),
             "delivered_at": isoformat(self.delivered_at),
         }
@@ -217,7 +218,8 @@ def _attempt(app, message: OutboxMessage) -> bool:
         send(app, message)
     except Exception as exc:  # DeliveryError, network errors, a bad target: all retryable
         error = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
-        _record_failure(app, message, error[:MAX_ERROR_CHARS])
+        # Errors quote the URL they failed on: stored, shown and logged only without its secrets.
+        _record_failure(app, message, redact_text(error, message.target)[:MAX_ERROR_CHARS])
         return False
     _finish(message, status=DELIVERED, attempts=message.attempts + 1, delivered_at=utcnow(),
             last_error="", claim_token=None)
@@ -468,37 +470,6 @@ def smtp_target(target: str, default_url: str | None = None) -> tuple[dict, list
     server = {"host": parts.hostname, "port": parts.port or (465 if secure else 25), "ssl": secure,
               "user": unquote(parts.username or ""), "password": unquote(parts.password or "")}
     return server, recipients
-
-
-# Query parameters that carry a credential (WeCom ?key=, DingTalk ?access_token= and &sign=, ...).
-_SECRET_PARAMS = frozenset({"key", "access_token", "token", "sign", "signature", "secret", "password",
-                            "apikey", "api_key"})
-# A path segment after which a webhook URL carries its token (Feishu/Lark .../bot/v2/hook/<token>).
-_HOOK_SEGMENTS = frozenset({"hook", "hooks"})
-
-
-def redact(target: str) -> str:
-    """A target without its secrets, for pages, logs and the API: the password of the host part,
-    credential query values and the token of a hook path become ***."""
-    try:
-        parts = urlsplit(target)
-    except ValueError:
-        return "***"
-    netloc = parts.netloc
-    if parts.password:
-        netloc = netloc.replace(":" + parts.password + "@", ":***@", 1)
-    segments = parts.path.split("/")
-    for n, segment in enumerate(segments[:-1]):
-        if segment.lower() in _HOOK_SEGMENTS:
-            segments[n + 1:] = ["***" if s else s for s in segments[n + 1:]]
-            break
-    query = "&".join(_redact_param(piece) for piece in parts.query.split("&")) if parts.query else ""
-    return parts._replace(netloc=netloc, path="/".join(segments), query=query).geturl()
-
-
-def _redact_param(piece: str) -> str:
-    name, equals, _value = piece.partition("=")
-    return f"{name}=***" if equals and unquote(name).lower() in _SECRET_PARAMS else piece
 
 
 def init_app(app) -> None:

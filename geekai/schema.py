@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 # The newest revision in geekai/migrations/versions (tests/test_schema.py checks it is Alembic's
 # head): a database already there is recognised with one query, without importing Alembic.
-HEAD = "0006"
+HEAD = "0003"
 # pg_advisory_lock key of the upgrade: any constant shared by every geekai process.
 _PG_LOCK = 0x6765656B6169
 

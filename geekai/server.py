@@ -13,10 +13,14 @@ import signal
 import sys
 import threading
 
+from .security_headers import HEADERS as SECURITY_HEADERS
+
 logger = logging.getLogger(__name__)
 
 WARM_UP_WAIT = 30.0
 _HEALTHY = b'{"status":"ok"}\n'
+# The X-Forwarded-* headers waitress takes from a trusted proxy (and drops from anyone else).
+PROXY_HEADERS = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port"}
 
 
 class WarmingApp:
@@ -31,11 +35,13 @@ class WarmingApp:
 
     def __call__(self, environ, start_response):
         if self.app is None and environ.get("PATH_INFO") == "/healthz" and not self.failed:
-            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(_HEALTHY)))])
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(_HEALTHY))),
+                                      *SECURITY_HEADERS])
             return [_HEALTHY]
         if not self.ready.wait(WARM_UP_WAIT) or self.app is None:
             body = b'{"error":"the service is starting or failed to start"}\n'
-            start_response("503 Service Unavailable", [("Content-Type", "application/json"), ("Retry-After", "5")])
+            start_response("503 Service Unavailable", [("Content-Type", "application/json"), ("Retry-After", "5"),
+                                                       *SECURITY_HEADERS])
             return [body]
         return self.app(environ, start_response)
 
@@ -84,15 +90,51 @@ def _stop_serving(warming: WarmingApp, signum, frame):
     _raise_exit(signum, frame)
 
 
-def serve(create, host: str, port: int, threads: int = 16) -> int:
-    """Serve the app that create() builds until a signal; return the exit status."""
+def waitress_options(config) -> dict:
+    """What waitress takes from the config: the trusted proxy and the body limit.
+
+    The proxy's X-Forwarded-For/-Proto/-Host/-Port are applied by waitress itself (it drops
+    them from any other peer), so the app sees the client's address and scheme. A body larger
+    than MAX_CONTENT_LENGTH is answered 413 as soon as its Content-Length is read (or, chunked,
+    as soon as it passes the limit), before the app or a buffer sees it.
+    """
+    # waitress refuses a body of max_request_body_size bytes or more; Flask one of more than
+    # MAX_CONTENT_LENGTH: the same limit.
+    options = {"max_request_body_size": config["MAX_CONTENT_LENGTH"] + 1}
+    if config["PROXY_COUNT"]:
+        options.update(trusted_proxy=config["PROXY_ADDRESS"], trusted_proxy_count=config["PROXY_COUNT"],
+                       trusted_proxy_headers=set(PROXY_HEADERS))
+    return options
+
+
+def trust_proxy(app) -> None:
+    """Under another server (gunicorn, through geekai.wsgi): the same translation of a trusted
+    proxy's X-Forwarded-* headers, waitress's own code as WSGI middleware around the app."""
+    options = waitress_options(app.config)
+    if "trusted_proxy" not in options:
+        return
+    from waitress.proxy_headers import proxy_headers_middleware
+
+    app.wsgi_app = proxy_headers_middleware(app.wsgi_app, trusted_proxy=options["trusted_proxy"],
+                                            trusted_proxy_count=options["trusted_proxy_count"],
+                                            trusted_proxy_headers=options["trusted_proxy_headers"],
+                                            clear_untrusted=True)
+
+
+def serve(create, host: str, port: int, threads: int = 16, config=None) -> int:
+    """Serve the app that create() builds until a signal; return the exit status.
+
+    `config` (from geekai.config.check) sets the proxy and body-size options of waitress.
+    """
     from waitress.server import create_server
+
+    from .config import DEFAULTS
 
     warming = WarmingApp(threads)
     # Live pages' event streams hold threads (at most STREAM_MAX_CLIENTS); the lookahead lets
     # waitress notice a closed page, so that its stream ends and frees the thread.
     server = create_server(warming, host=host, port=port, threads=threads, ident="geekai",
-                           channel_request_lookahead=1)
+                           channel_request_lookahead=1, **waitress_options(config or DEFAULTS))
     bound_host, bound_port = server.getsockname()[:2]
     print(f"geekai: serving on http://{bound_host}:{bound_port}", file=sys.stderr, flush=True)
     stop = functools.partial(_stop_serving, warming)

@@ -15,9 +15,11 @@ import sys
 
 from . import create_app, logs
 from .bot import runtime as bot_runtime
+from .server import trust_proxy
 
 logs.configure()
 app = create_app()
+trust_proxy(app)  # PROXY_COUNT: the proxy's X-Forwarded-* as `python app.py` applies them
 
 
 def start_bot() -> None:

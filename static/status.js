@@ -59,6 +59,7 @@
     if (qrChanged) { $("qr").src = $("qr").dataset.url + "?t=" + encodeURIComponent(s.since); }
     $("qr-countdown").dataset.deadline = s.qr_expires_at || "";
     $("retry-countdown").dataset.deadline = s.next_retry_at || "";
+    renderVerify(s.verify_code || "");
     $("nickname").textContent = s.account || "";
     $("reason").textContent = s.reason || "—";
     $("account").textContent = s.account || "—";
@@ -71,6 +72,17 @@
     online.textContent = s.state === "logged_in" ? online.dataset.on : online.dataset.off;
     last = s;
     tick();
+  }
+
+  // iLink's login may ask for the number the phone shows: required, wrong, or being checked.
+  function renderVerify(code) {
+    var asked = code === "required" || code === "wrong";
+    $("panel-confirm").dataset.code = code;
+    $("confirm-steps").hidden = !!code;
+    $("verify-form").hidden = !asked;
+    $("verify-wrong").hidden = code !== "wrong";
+    $("verify-checking").hidden = code !== "checking";
+    if (asked && last.verify_code !== code) { $("verify-code").value = ""; }
   }
 
   function tick() {
@@ -251,6 +263,12 @@
     });
   });
 
+  $("verify-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var form = event.target;
+    submit(form).then(function (state) { showError(null); render(state); }).catch(showError);
+  });
+
   older.addEventListener("click", function (event) {
     event.preventDefault();
     getJSON(older.href).then(function (page) {
@@ -268,6 +286,9 @@
   function renderPhone(view) {
     $("phone-state").textContent = T["phone_" + view.phone] || view.phone;
     phone.dataset.phone = view.phone;
+    var code = $("phone-code");
+    code.hidden = !view.code;
+    code.textContent = view.code ? T.phone_code.replace("{code}", view.code) : "";
     var chat = $("phone-chat");
     chat.textContent = "";
     view.texts.forEach(function (t) {

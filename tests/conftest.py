@@ -229,6 +229,26 @@ def log_in_by_scan(client, auth, emulator):
 
 
 @pytest.fixture
+def serve():
+    """Serve apps over real HTTP in threads; return their URLs."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    servers = []
+
+    def start(app) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+@pytest.fixture
 def service(tmp_path, request):
     """Start `python app.py` processes (see tests/service.py); kill what is left afterwards.
 
@@ -263,3 +283,41 @@ def receiver():
     hook = WebhookReceiver(secret=CALLBACK_SECRET).start()
     yield hook
     hook.stop()
+
+
+@pytest.fixture
+def ilink():
+    """The fake iLink server (Tencent's bot API), with short long-polls so tests take seconds."""
+    from geekai.bot.ilink_emulator import IlinkEmulator
+
+    emu = IlinkEmulator(qr_poll_hold=0.2, updates_hold=0.3).start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def ilink_app(make_app, ilink):
+    """An app whose bot is the iLink backend, talking to the fake iLink server."""
+    return make_app(BOT_BACKEND="ilink", ILINK_BASE_URL=ilink.base_url)
+
+
+def ilink_log_in(client, auth, emu):
+    """Scan and confirm the iLink QR on the 'phone', wait for logged_in."""
+    wait_for_state(client, auth, "waiting_for_scan")
+    assert client.get("/api/bot/qr.png", headers=auth).data.startswith(b"\x89PNG")
+    emu.scan()
+    wait_for_state(client, auth, "waiting_for_confirm")
+    emu.confirm()
+    return wait_for_state(client, auth, "logged_in")
+
+
+def decode_qr(png_bytes: bytes) -> str:
+    """The text a phone's camera reads from a QR PNG (zxing-cpp)."""
+    import png
+    import zxingcpp
+
+    width, height, rows, _ = png.Reader(bytes=png_bytes).asRGBA8()
+    pixels = b"".join(bytes(row) for row in rows)  # kept alive: the view does not own its buffer
+    found = zxingcpp.read_barcodes(zxingcpp.ImageView(pixels, width, height, zxingcpp.ImageFormat.RGBA))
+    assert len(found) == 1, f"{len(found)} QR codes in the image"
+    return found[0].text

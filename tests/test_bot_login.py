@@ -288,3 +288,62 @@ def test_qr_scanned_then_cancelled_does_not_count_towards_the_cap(make_app, run_
     assert emulator.expire_qr()  # this one nobody scanned: the cap of one is reached
     state = wait_for_state(client, auth, "needs_login")
     assert state["reason"] == "the login QR expired once with nobody scanning it"
+
+
+def _dotted_global_pickle(command: str) -> bytes:
+    """Protocol 4: ("itchat.utils", "os.system") as one STACK_GLOBAL, called with `command`.
+
+    The module is itchat's own; the dotted name walks from it to os.system (itchat.utils imports os).
+    """
+    def text(value: str) -> bytes:
+        data = value.encode()
+        return b"\x8c" + bytes([len(data)]) + data
+    return b"\x80\x04" + text("itchat.utils") + text("os.system") + b"\x93" + text(command) + b"\x85R."
+
+
+def test_the_malicious_pickle_would_run_code_under_plain_pickle(tmp_path):
+    import pickle
+
+    marker = tmp_path / "ran"
+    pickle.loads(_dotted_global_pickle(f"touch {marker}"))  # what itchat's own pickle.load would do
+    assert marker.exists()
+
+
+def test_a_private_cache_naming_a_dotted_global_runs_nothing_and_a_qr_follows_with_the_reason(
+        bot_app, run_bot, auth, emulator, tmp_path):
+    cache = os.path.join(bot_app.instance_path, "wxpy-session.pkl")
+    marker = tmp_path / "pwned"
+    with open(cache, "wb") as handle:
+        handle.write(_dotted_global_pickle(f"touch {marker}"))
+    os.chmod(cache, 0o600)  # private: only the unpickler stands between it and os.system
+    run_bot(bot_app)
+    state = wait_for_state(bot_app.test_client(), auth, "waiting_for_scan")
+    assert not marker.exists()
+    assert "saved session" in state["reason"] and "itchat.utils.os.system is not allowed" in state["reason"]
+    aside = [name for name in os.listdir(bot_app.instance_path) if name.startswith("wxpy-session.pkl.unreadable-")]
+    assert len(aside) == 1 and os.stat(os.path.join(bot_app.instance_path, aside[0])).st_mode & 0o777 == 0o600
+
+
+def test_itchat_and_wxpy_load_their_pickles_through_the_restricted_unpickler(tmp_path):
+    from types import SimpleNamespace
+
+    from geekai.bot.wxpy_patches import import_wxpy, install_patches
+
+    itchat, wxpy = import_wxpy()
+    install_patches(itchat, wxpy)
+    from itchat.components import hotreload
+    from wxpy.utils.puid_map import PuidMap
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "cache.pkl"
+    path.write_bytes(_dotted_global_pickle(f"touch {marker}"))
+    answer = hotreload.load_login_status(SimpleNamespace(), str(path))  # itchat's hot reload, direct
+    assert answer["BaseResponse"]["Ret"] == -1002 and not marker.exists()
+    with pytest.raises(Exception, match="not allowed"):
+        PuidMap(str(path))  # wxpy's puid map loads its file on creation
+    assert not marker.exists()
+    # A real puid map (wxpy's own classes) still loads.
+    good = PuidMap(str(tmp_path / "puid.pkl"))
+    good.user_names["@a"] = "puid1"
+    good.dump()
+    assert PuidMap(str(tmp_path / "puid.pkl")).user_names["@a"] == "puid1"

@@ -96,6 +96,7 @@ def chrome():
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS + (f"--user-data-dir={profile}",):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP refusals are console errors
     driver = webdriver.Chrome(service=DriverService(CHROMEDRIVER), options=options)
     yield driver
     driver.quit()
@@ -299,3 +300,108 @@ def test_page_reconnects_after_the_server_restarts(server, browser, emulator):
         assert same_page(browser)
     finally:
         again.stop()
+
+
+def test_the_csp_blocks_nothing_the_pages_use_and_no_other_site_can_frame_them(server, browser):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    svc = server("--demo")
+    browser.get_log("browser")  # drop what earlier tests left
+    sign_in(browser, svc.url)
+    wait_for_page_state(browser, "waiting_for_scan", timeout=15)
+    # status.js ran (the live stream is up) and style.css applied (the phone panel is laid out).
+    wait_until(browser, lambda d: d.find_element(By.ID, "live-mode").get_attribute("data-mode") == "live")
+    browser.find_element(By.ID, "phone-scan").click()  # the simulated phone scans
+    wait_for_page_state(browser, "waiting_for_confirm")
+    for path in ("/payments", "/orders", "/deliveries", "/payments?since=2024-01-01"):
+        browser.get(svc.url + path)
+        assert browser.find_elements(By.TAG_NAME, "table") or browser.find_elements(By.TAG_NAME, "form")
+    refused = [entry["message"] for entry in browser.get_log("browser")
+               if "Content Security Policy" in entry["message"] or "Refused to" in entry["message"]]
+    assert refused == []
+
+    class Framer(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f'<html><body><iframe id="f" src="{svc.url}/"></iframe></body></html>'.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    other_site = ThreadingHTTPServer(("localhost", 0), Framer)  # another origin than 127.0.0.1
+    threading.Thread(target=other_site.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://localhost:{other_site.server_address[1]}/")
+
+        def refusal(driver):
+            return [e["message"] for e in driver.get_log("browser") if "frame-ancestors" in e["message"]]
+        assert wait_until(browser, refusal, message="the status page was framed by another site")
+        browser.switch_to.frame(browser.find_element(By.ID, "f"))
+        assert not browser.find_elements(By.ID, "bot")  # nothing of the status page inside
+        browser.switch_to.default_content()
+    finally:
+        other_site.shutdown()
+        other_site.server_close()
+
+
+def test_ilink_qr_on_the_page_scans_as_what_ilink_sent_and_the_code_is_entered_on_the_page(server, browser, ilink,
+                                                                                           shoot):
+    from conftest import decode_qr, wait_for
+
+    svc = server(GEEKAI_BOT_BACKEND="ilink", GEEKAI_ILINK_BASE_URL=ilink.base_url)
+    sign_in(browser, svc.url)
+    wait_for_page_state(browser, "waiting_for_scan")
+    wait_until(browser, lambda d: d.execute_script("return document.getElementById('qr').naturalWidth") > 0,
+               message="the QR image never loaded")
+    qr = browser.find_element(By.ID, "qr")
+    assert qr.get_attribute("width") == qr.get_attribute("height") == "240"  # where web WeChat's QR is shown
+    # What a phone pointed at the screen reads: the QR as displayed, from a screenshot of it.
+    assert decode_qr(qr.screenshot_as_png) == ilink.qrcode_content
+    shoot(browser, "10-ilink-waiting-for-scan")
+    mark_page(browser)
+
+    ilink.scan(code="4821")
+    wait_until(browser, lambda d: visible(d, "verify-form"), message="no code input on the page")
+    assert page_state(browser) == "waiting_for_confirm" and not visible(browser, "verify-wrong")
+    assert "Your phone shows a number" in browser.find_element(By.ID, "panel-confirm").text
+    field = browser.find_element(By.ID, "verify-code")
+    field.send_keys("1111")
+    browser.find_element(By.ID, "verify-send").click()
+    wait_until(browser, lambda d: visible(d, "verify-wrong"), message="a wrong code was not said")
+    assert "did not match" in browser.find_element(By.ID, "verify-wrong").text
+    assert browser.find_element(By.ID, "verify-code").get_attribute("value") == ""
+    shoot(browser, "11-ilink-wrong-code")
+    browser.find_element(By.ID, "verify-code").send_keys("4821")
+    browser.find_element(By.ID, "verify-send").click()
+    wait_until(browser, lambda d: not visible(d, "verify-form") and visible(d, "confirm-steps"))
+    assert wait_for(lambda: ilink.state == "scanned")
+    ilink.confirm()
+    wait_for_page_state(browser, "logged_in")
+    assert browser.find_element(By.ID, "nickname").text == ilink.bot_id
+    assert same_page(browser)
+
+
+def test_ilink_demo_phone_in_chinese(server, browser, shoot):
+    svc = server("--demo", "ilink")
+    sign_in(browser, svc.url, lang="zh")
+    wait_for_page_state(browser, "waiting_for_scan", timeout=10)
+    assert "iLink" in browser.find_element(By.ID, "phone").text
+    browser.find_element(By.ID, "phone-scan_code").click()
+    wait_until(browser, lambda d: visible(d, "phone-code"), message="the phone shows no code")
+    code = re.search(r"\d{4}", browser.find_element(By.ID, "phone-code").text).group(0)
+    wait_until(browser, lambda d: visible(d, "verify-form"))
+    assert "手机上显示了一个数字" in browser.find_element(By.ID, "panel-confirm").text
+    browser.find_element(By.ID, "verify-code").send_keys(code)
+    browser.find_element(By.ID, "verify-send").click()
+    wait_until(browser, lambda d: visible(d, "confirm-steps"))
+    browser.find_element(By.ID, "phone-confirm").click()
+    wait_for_page_state(browser, "logged_in")
+    browser.find_element(By.ID, "phone-text").send_keys("你好，iLink")
+    browser.find_element(By.ID, "phone-send").click()
+    wait_until(browser, lambda d: "机器人已收到" in d.find_element(By.ID, "phone-chat").text,
+               message="the bot never fetched the text")
+    shoot(browser, "12-demo-ilink-zh-logged-in")

@@ -10,28 +10,11 @@ import threading
 
 import pyqrcode
 import pytest
-from werkzeug.serving import make_server
 
 from conftest import API_TOKEN, ROOT_DIR, log_in_by_scan, record, wait_for
 
 from geekai.__main__ import main
 from geekai.cli import qr_modules, render_qr
-
-
-@pytest.fixture
-def serve():
-    """Serve apps over real HTTP in threads; return their URLs."""
-    servers = []
-
-    def start(app) -> str:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
 
 
 @pytest.fixture

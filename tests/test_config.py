@@ -34,11 +34,18 @@ def test_environment_overrides_instance_config(tmp_path, monkeypatch):
     ("BOT_LOGIN_TIMEOUT", "abc", "a number of seconds"),
     ("BOT_LOGIN_TIMEOUT", -1, "a number of seconds"),
     ("BOT_ENABLED", "maybe", "true or false"),
-    ("BOT_BACKEND", "telegram", "'wxpy' or 'demo'"),
+    ("BOT_BACKEND", "telegram", "'wxpy', 'ilink', 'demo' or 'demo-ilink'"),
     ("WECHAT_BASE_URL", "login.weixin.qq.com", "an http(s) URL"),
+    ("ILINK_BASE_URL", "ilinkai.weixin.qq.com", "an http(s) URL"),
+    ("ILINK_POLL_SECONDS", "0", "a number of seconds >= 0.1"),
+    ("ILINK_TOKEN_FILE", "", "a file name"),
     ("BOT_QR_MAX_REFRESH", 2.5, "a whole number"),
     ("METRICS", "public", "'open', 'token' or 'off'"),
     ("API_TOKEN", "short", "at least 8 characters"),
+    ("PROXY_ADDRESS", "nginx", "the IP address the reverse proxy connects from"),
+    ("MAX_CONTENT_LENGTH", 100, "a number of bytes >= 1024"),
+    ("MAX_CONTENT_LENGTH", "1M", "a number of bytes >= 1024"),
+    ("SESSION_LIFETIME_SECONDS", 5, "a number of seconds >= 60"),
 ])
 def test_bad_value_names_the_key(make_app, key, value, expected):
     with pytest.raises(ConfigError) as info:
@@ -109,3 +116,15 @@ def test_misspelt_environment_variable_is_named(make_app, monkeypatch, caplog):
 def test_login_timeout_shorter_than_wechats_long_poll_is_named(make_app, caplog, base_url, warned):
     make_app(BOT_LOGIN_TIMEOUT=20, WECHAT_BASE_URL=base_url)
     assert ("BOT_LOGIN_TIMEOUT is 20 s" in caplog.text) is warned
+
+
+@pytest.mark.parametrize("timeout, warned", [(30, True), (60, False)])
+def test_login_timeout_shorter_than_ilinks_long_poll_is_named(make_app, caplog, timeout, warned):
+    make_app(BOT_BACKEND="ilink", BOT_LOGIN_TIMEOUT=timeout, ILINK_BASE_URL="https://ilinkai.weixin.qq.com")
+    assert (f"BOT_LOGIN_TIMEOUT is {timeout} s, but WeChat holds a login poll about 35 s" in caplog.text) is warned
+
+
+@pytest.mark.parametrize("watchdog, warned", [(30, True), (45, False)])
+def test_a_watchdog_shorter_than_ilinks_wait_for_messages_is_named(make_app, caplog, watchdog, warned):
+    make_app(BOT_BACKEND="ilink", WATCHDOG_SECONDS=watchdog)
+    assert ("the watchdog would restart a bot that is only quiet" in caplog.text) is warned

@@ -447,26 +447,41 @@ def test_unknown_path_is_404(emu):
 
 def test_control_endpoints_drive_a_login(emu, bots):
     url = emu.base_url + "/_emulator/"
+    control = {"X-Emulator-Token": emu.control_token}
     emu.set_fault("5xx")  # faults never reach the control endpoints
-    state = requests.get(url + "state", timeout=2).json()
+    state = requests.get(url + "state", timeout=2, headers=control).json()
     assert state["state"] == "idle" and state["nickname"] == "GeekAI测试号"
     emu.set_fault(None)
 
     run = bots()
     assert run.wait_status("0")
-    assert requests.post(url + "scan", timeout=2).json()["state"] == "scanned"
-    assert requests.post(url + "confirm", timeout=2).json()["ok"] is True
+    assert requests.post(url + "scan", timeout=2, headers=control).json()["state"] == "scanned"
+    assert requests.post(url + "confirm", timeout=2, headers=control).json()["ok"] is True
     bot = run.join()
     received = []
     bot.register()(received.append)
-    requests.post(url + "send_text", json={"text": "hi <b>"}, timeout=2)
+    requests.post(url + "send_text", json={"text": "hi <b>"}, timeout=2, headers=control)
     assert emu.wait_for(lambda: received) and received[0].text == "hi <b>"
-    requests.post(url + "inject", json={"MsgType": 1, "Content": "raw"}, timeout=2)
+    requests.post(url + "inject", json={"MsgType": 1, "Content": "raw"}, timeout=2, headers=control)
     assert emu.wait_for(lambda: len(received) == 2) and received[1].text == "raw"
-    assert requests.post(url + "logout", timeout=2).json()["state"] == "logged_out"
+    assert requests.post(url + "logout", timeout=2, headers=control).json()["state"] == "logged_out"
     assert run.logged_out.wait(WAIT)
-    assert requests.post(url + "scan", timeout=2).json()["ok"] is False
-    assert requests.post(url + "send_text", data="{", timeout=2).status_code == 400
+    assert requests.post(url + "scan", timeout=2, headers=control).json()["ok"] is False
+    assert requests.post(url + "send_text", data="{", timeout=2, headers=control).status_code == 400
+
+
+def test_control_endpoints_need_the_control_token(emu, bots):
+    url = emu.base_url + "/_emulator/"
+    run = bots()
+    assert run.wait_status("0")
+    for headers in ({}, {"X-Emulator-Token": "guessed"}, {"X-Emulator-Token": emu.control_token[:-1]}):
+        for action in ("scan", "confirm", "inject", "send_text", "fault"):
+            answer = requests.post(url + action, json={"text": "x", "MsgType": 49}, headers=headers, timeout=2)
+            assert answer.status_code == 403 and "X-Emulator-Token" in answer.json()["error"]
+        assert requests.get(url + "state", headers=headers, timeout=2).status_code == 403
+    assert emu.state == "waiting_for_scan" and emu.pending_messages == 0  # nothing was done
+    # The protocol paths the bot uses need no token.
+    assert requests.get(emu.base_url + "/jslogin", timeout=2).status_code == 200
 
 
 def test_context_manager_and_stop_is_idempotent():

@@ -13,6 +13,10 @@ NOTICE_TITLES = {
     TEST: "geekai: test alert (the bot is fine; this checks the channel)",
     FORGED_PAYMENT: "geekai: rejected a forged WeChat Pay notice",
 }
+# A line some notices add: forged notices are alerted once per sender and hour (payments/recorder.py).
+NOTICE_NOTES = {
+    FORGED_PAYMENT: "further forged notices from this sender within the hour are only listed on the payments page",
+}
 
 # channel name -> config key holding its webhook URL
 WEBHOOKS = {
@@ -94,23 +98,49 @@ def build(incident: Incident, notice: str, config) -> list[Outgoing]:
 
 def build_notice(kind: str, reason: str, config) -> list[Outgoing]:
     """One message per configured channel for a one-off notice (NOTICE_TITLES): no incident."""
-    lines = [("reason", reason), ("at", isoformat(utcnow())), ("status page", status_page(config))]
-    webhook = {"event": f"notice.{kind}", "reason": reason}
+    note = [("note", NOTICE_NOTES[kind])] if kind in NOTICE_NOTES else []
+    lines = [("reason", reason), *note, ("at", isoformat(utcnow())), ("status page", status_page(config))]
+    webhook = {"event": f"notice.{kind}", "reason": reason} | ({"note": NOTICE_NOTES[kind]} if note else {})
     return _messages(NOTICE_TITLES[kind], lines, webhook, "warning", config)
+
+
+# Robots render markdown (WeCom) or markup (Feishu's <at>, links in every chat client): values
+# from outside (a contact's nickname, WeChat's and receivers' error texts) go into their messages
+# with these characters swapped for full-width look-alikes, which read the same and render as
+# nothing. Backslash escapes would not do: not every robot honours them.
+_INERT = str.maketrans({"\\": "＼", "*": "＊", "_": "＿", "`": "｀", "[": "［", "]": "］", "(": "（",
+                        ")": "）", "<": "＜", ">": "＞", "#": "＃", "~": "～", "|": "｜", "!": "！",
+                        "&": "＆", "\n": " ", "\r": " "})
+
+
+def inert(value: str) -> str:
+    """`value` unable to render as markup in a robot's message: no link, mention, emphasis, or
+    bare URL (its "://" becomes "：//")."""
+    return str(value).translate(_INERT).replace("://", "：//")
+
+
+# Lines whose values geekai makes itself (a state name, a time, the configured status page URL).
+_OWN_VALUES = frozenset({"state", "since", "down for", "at", "note", "status page"})
+
+
+def _robot_lines(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The lines with every value from outside (a reason) made inert."""
+    return [(label, value if label in _OWN_VALUES else inert(value)) for label, value in lines]
 
 
 def _messages(heading: str, lines: list[tuple[str, str]], webhook: dict, color: str, config) -> list[Outgoing]:
     plain = text(heading, lines)
+    robot = text(heading, _robot_lines(lines))
     messages = []
     for channel in configured(config):
         if channel == "webhook":
             payload = webhook | {"status_page": status_page(config), "title": heading, "text": plain}
         elif channel == "wecom":
-            payload = {"msgtype": "markdown", "markdown": {"content": _wecom_markdown(heading, lines, color)}}
+            payload = {"msgtype": "markdown", "markdown": {"content": _wecom_markdown(heading, _robot_lines(lines), color)}}
         elif channel == "dingtalk":
-            payload = {"msgtype": "text", "text": {"content": plain}}
+            payload = {"msgtype": "text", "text": {"content": robot}}
         elif channel == "feishu":
-            payload = {"msg_type": "text", "content": {"text": plain}}
+            payload = {"msg_type": "text", "content": {"text": robot}}
         else:
             messages.append(Outgoing("email", "smtp", "mailto:" + config["ALERT_EMAIL_TO"], plain,
                                      {"Subject": heading}))

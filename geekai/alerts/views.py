@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ..db import db
 from ..web.auth import admin_required
+from ..web.params import limit_arg
 from . import channels
 from .incidents import open_incident  # noqa: F401 (also views.open_incident, for older callers)
 from .models import Incident
@@ -69,7 +70,7 @@ def summary() -> dict:
 @admin_required
 def list_incidents():
     """Newest incidents first, each with its deliveries, and the outbox's alert messages by status."""
-    limit = min(100, max(1, request.args.get("limit", 20, type=int) or 20))
+    limit = limit_arg(20, 100)
     incidents = db.session.execute(db.select(Incident).order_by(Incident.id.desc()).limit(limit)).scalars().all()
     deliveries = _deliveries([incident.id for incident in incidents])
     return jsonify(
@@ -80,7 +81,7 @@ def list_incidents():
     )
 
 
-@bp.post("/deliveries/<int:message_id>/retry")
+@bp.post('/deliveries/<id(name="delivery_id"):message_id>/retry')
 @admin_required
 def retry_delivery(message_id: int):
     """Make a failed (or waiting) alert message due now."""

@@ -5,6 +5,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
+# The type of a message the protocol library could not read; handlers still get its raw form.
+UNREADABLE = "Unreadable"
+
 
 @dataclass
 class IncomingMessage:
@@ -26,9 +29,16 @@ class IncomingMessage:
 class LoginListener(Protocol):
     """What a backend reports while it logs in and while it is online."""
 
-    def qr_ready(self, png: bytes, refresh: int) -> None: ...   # refresh 0: the first QR
+    def qr_ready(self, png: bytes, refresh: int, note: str = "") -> None: ...
+    # refresh 0: the first QR; note: why a QR is needed when that is news (a cache set aside)
     def qr_scanned(self, push: bool = False) -> None: ...
-    def logged_out(self, reason: str, session_ended: bool) -> None: ...
+    # The phone shows a number to type in (iLink); wrong: the code entered last did not match.
+    def code_needed(self, wrong: bool) -> None: ...
+    # The number an admin entered (POST /api/bot/verify), or None after `timeout` s or a stop.
+    def code_entered(self, timeout: float) -> str | None: ...
+    # session_ended: WeChat ended the session (a fresh QR follows); needs_person: retrying is
+    # pointless (WeChat refuses this account), so wait for an admin.
+    def logged_out(self, reason: str, session_ended: bool, needs_person: bool = False) -> None: ...
     def message(self, message: IncomingMessage) -> None: ...
 
 

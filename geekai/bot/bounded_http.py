@@ -42,6 +42,7 @@ class AttemptContext:
         self.last_sync_ok: float | None = None
         self.last_sync_problem = ""
         self.session_ended = False
+        self.end_code = ""        # the retcode (or Ret) WeChat ended the session with
         self.http: requests.Session | None = None
         self.closed = False
         self._sync_lock = threading.Lock()
@@ -169,7 +170,7 @@ def _note_synccheck(ctx: AttemptContext, path: str, response: requests.Response)
     if match and match.group(1) == "0":
         ctx.last_sync_ok = time.monotonic()
     elif match:
-        ctx.session_ended = True
+        ctx.session_ended, ctx.end_code = True, match.group(1)
         ctx.last_sync_problem = f"WeChat ended the session (synccheck retcode {match.group(1)})"
     else:
         ctx.last_sync_problem = f"unexpected synccheck answer (HTTP {response.status_code})"
@@ -182,7 +183,7 @@ def _check_webwxsync(ctx: AttemptContext, response: requests.Response) -> None:
     except (ValueError, KeyError, TypeError):
         return  # itchat reports what it cannot read
     if ret in _LOGGED_OUT:
-        ctx.session_ended = True
+        ctx.session_ended, ctx.end_code = True, ret
         ctx.last_sync_problem = f"WeChat ended the session (webwxsync Ret {ret})"
         raise SessionRejected(ctx.last_sync_problem)  # itchat's loop gives up after a few of these
 

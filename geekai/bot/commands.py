@@ -1,4 +1,5 @@
-"""Admins' commands for the bot (log in, start, stop, log out), from whichever process took them.
+"""Admins' commands for the bot (log in, start, stop, log out, the phone's verification code),
+from whichever process took them.
 
 The process that runs the bot executes a command at once. Any other process (another gunicorn
 worker, another host) queues it in the bot_command table; the bot's process takes queued
@@ -21,7 +22,7 @@ from ..models import BotCommand
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = ("login", "start", "stop", "logout")
+COMMANDS = ("login", "start", "stop", "logout", "verify")
 COMMAND_POLL_SECONDS = 0.5
 COMMAND_MAX_AGE = 60
 STATE_WRITE_WAIT = 5.0
@@ -52,6 +53,10 @@ def execute(supervisor, command: str, actor: str, args: dict | None = None) -> O
         supervisor.stop(actor=actor, reason=f"stopped by {actor}")
     elif command == "logout":
         supervisor.logout(actor=actor)
+    elif command == "verify":
+        # iLink's login waits for the number the phone shows (args: {"code": "1234"}).
+        if not supervisor.submit_code(str((args or {}).get("code", "")), actor=actor):
+            return Outcome(409, "no verification code is asked for now")
     else:
         return Outcome(400, f"unknown command {command!r}")
     return Outcome(202)

@@ -10,21 +10,15 @@ import copy
 import html
 import json
 import random
-import socket
 import string
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+
+from .fake_server import CONTROL, FAULT_MODES, FakeServer
 
 __all__ = ["WeChatEmulator", "FAULT_MODES", "STATES"]
 
 CGI = "/cgi-bin/mmwebwx-bin"
-CONTROL = "/_emulator/"
-FAULT_MODES = (None, "hang", "garbage", "5xx", "drop")
 STATES = ("idle", "waiting_for_scan", "scanned", "pushed", "logged_in", "logged_out")
-# Matches none of itchat's regexes and is neither valid JSON nor well-formed XML.
-GARBAGE = "<html><body>502 Bad Gateway & <<not the protocol".encode("utf-8")
 JS = "text/javascript; charset=utf-8"
 # The real server labels its JSON text/plain; itchat does not care, so mimic it.
 JSON_TYPE = "text/plain; charset=utf-8"
@@ -110,7 +104,8 @@ class Session:
         self.skey = "@crypt_%s_%s" % (_hex(8), _hex(32))
         self.pass_ticket = _token(64)
         self.valid = True
-        self.ended_by = None  # "phone", "client" or "replaced" once invalid
+        self.ended_by = None  # "phone", "client", "replaced" or "kicked" once invalid
+        self.retcode = RET_LOGGED_OUT  # what synccheck answers once the session is invalid
 
     def matches(self, sid=None, skey=None):
         """True when this session is valid and the given sid/skey (those given) are its own."""
@@ -119,134 +114,20 @@ class Session:
         return (sid is None or sid == self.sid) and (skey is None or skey == self.skey)
 
 
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its emulator and every open connection."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address, emulator):
-        self.emulator = emulator
-        self.connections = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request, client_address):
-        """Stay quiet: clients time out and go away all the time in tests."""
-
-    def close_connections(self):
-        """Shut every open connection so that keep-alive clients cannot be served after stop."""
-        with self.connections_lock:
-            conns = list(self.connections)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Reads one request, applies the configured fault, and hands it to the emulator."""
-
-    # Keep-alive like the real server, so requests' connection pool behaves as in production.
-    protocol_version = "HTTP/1.1"
-    server_version = "nginx"
-    sys_version = ""
-
-    def setup(self):
-        """Register the connection so stop() can cut it."""
-        super().setup()
-        # Headers and body go out in two writes: without NODELAY, Nagle plus the client's
-        # delayed ACK adds ~40 ms to every answer on a kept-alive connection.
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
-
-    def finish(self):
-        """Forget the connection."""
-        try:
-            super().finish()
-        except OSError:
-            pass
-        with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
-
-    def log_message(self, format, *args):
-        """Say nothing; tests and the demo would drown in access logs."""
-
-    def do_GET(self):
-        """Handle GET."""
-        self._handle("GET")
-
-    def do_POST(self):
-        """Handle POST."""
-        self._handle("POST")
-
-    def _handle(self, method):
-        """Read the request, apply any fault, route it, and write the answer (or not)."""
-        emu = self.server.emulator
-        parts = urlsplit(self.path)
-        path = parts.path or "/"
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length > 0 else b""
-        except (ValueError, OSError):
-            self.close_connection = True
-            return
-        emu._count(path)
-        fault = emu._await_fault(path)
-        if fault == "stopped" or fault == "drop":
-            self.close_connection = True
-            return
-        if fault == "5xx":
-            self._reply((503, "text/html", b"<html><body>503 Service Unavailable</body></html>", []))
-            return
-        if fault == "garbage":
-            self._reply((200, "text/html; charset=utf-8", GARBAGE, []))
-            return
-        reply = emu._route(method, path, parse_qs(parts.query), body)
-        if reply is None:  # the emulator stopped while this request was held
-            self.close_connection = True
-            return
-        self._reply(reply)
-
-    def _reply(self, reply):
-        """Write (status, content_type, body, extra_headers); ignore clients that left."""
-        status, content_type, body, headers = reply
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in headers:
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-            self.wfile.flush()
-        except OSError:
-            self.close_connection = True
-
-
-class WeChatEmulator:
+class WeChatEmulator(FakeServer):
     """Fake web-WeChat: login QR, session, contacts, messages in and out, logout and faults."""
 
+    thread_name = "wechat-emulator"
+
     def __init__(self, login_poll_hold=25.0, synccheck_hold=25.0, qr_lifetime=None,
-                 push_login=False, nickname="GeekAI测试号"):
+                 push_login=False, nickname="GeekAI测试号", control_token=None):
         # The real server holds both long-polls about 25 s; tests pass small holds.
         self.login_poll_hold = float(login_poll_hold)
         self.synccheck_hold = float(synccheck_hold)
         self.qr_lifetime = qr_lifetime
         self.push_login = bool(push_login)
         self.nickname = nickname
-        # One condition guards all state; every change notifies, so long-polls wake at once.
-        self._cond = threading.Condition(threading.RLock())
-        self._stopping = False
-        self._server = None
-        self._thread = None
+        super().__init__(control_token)
         self._qr = None
         self._tickets = {}  # redirect ticket -> uuid of the confirmed QR
         self._sessions = {}  # sid -> Session
@@ -254,60 +135,11 @@ class WeChatEmulator:
         self._inbox = collections.deque()  # AddMsgList entries not yet fetched by webwxsync
         self._sync_seq = 0
         self._msg_seq = 0
-        self._fault = (None, None)
         self.sent = []
-        self.request_counts = collections.Counter()
         self.uin = str(random.randint(1000000000, 3999999999))
         self.self_username = "@" + _hex(64)
         self._contacts = self._make_contacts()
         self.default_friend = self.friend_username("张三")
-
-    # ----- lifecycle -------------------------------------------------------------------
-
-    def start(self, host="127.0.0.1", port=0):
-        """Bind host:port (0 = any free port), serve in a daemon thread, and return self."""
-        if self._server is not None:
-            raise RuntimeError("emulator already started")
-        self._server = _Server((host, port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-            name="wechat-emulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        """Shut the server down and release every held request at once."""
-        with self._cond:
-            if self._stopping or self._server is None:
-                self._stopping = True
-                return
-            self._stopping = True
-            self._cond.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
-        self._server.close_connections()
-        self._thread.join(timeout=5)
-
-    def __enter__(self):
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
-    @property
-    def base_url(self):
-        """URL to put in itchat.config.BASE_URL, e.g. http://127.0.0.1:PORT."""
-        if self._server is None:
-            raise RuntimeError("emulator not started")
-        host, port = self._server.server_address[:2]
-        if host in ("", "0.0.0.0", "::"):
-            host = "127.0.0.1"
-        if ":" in host:
-            host = "[%s]" % host
-        return "http://%s:%d" % (host, port)
 
     # ----- the phone's side --------------------------------------------------------------
 
@@ -359,6 +191,17 @@ class WeChatEmulator:
             self._end_session(session, "phone")
             return True
 
+    def kick(self, retcode=1102):
+        """WeChat ends the web session on its own, as it does since 2025 right after a login:
+        synccheck answers `retcode` (1102: session invalid) and the session is dead."""
+        with self._cond:
+            session = self._current
+            if session is None or not session.valid:
+                return False
+            session.retcode = int(retcode)
+            self._end_session(session, "kicked")
+            return True
+
     def send_text(self, text, from_user=None):
         """Queue a one-to-one text from a friend (user name or nick name); return the entry."""
         sender = self._resolve_user(from_user) if from_user else self.default_friend
@@ -383,16 +226,6 @@ class WeChatEmulator:
             self._inbox.append(entry)
             self._cond.notify_all()
             return copy.deepcopy(entry)
-
-    def set_fault(self, mode, paths=None):
-        """Make matching requests hang, get garbage, get 503, or be dropped (None clears)."""
-        if mode not in FAULT_MODES:
-            raise ValueError("fault mode must be one of %r" % (FAULT_MODES,))
-        if isinstance(paths, str):
-            paths = [paths]
-        with self._cond:
-            self._fault = (mode, None if paths is None else frozenset(paths))
-            self._cond.notify_all()
 
     # ----- observation -------------------------------------------------------------------
 
@@ -429,12 +262,6 @@ class WeChatEmulator:
             return len(self._inbox)
 
     @property
-    def fault(self):
-        """The current fault as (mode, paths)."""
-        with self._cond:
-            return self._fault
-
-    @property
     def contacts(self):
         """A copy of the account's contact list (friends, a group, official accounts)."""
         return copy.deepcopy(self._contacts)
@@ -452,16 +279,6 @@ class WeChatEmulator:
         """UserName of the group with this name."""
         return self._find_username(nick_name, lambda c: c["UserName"].startswith("@@"))
 
-    def wait_for(self, predicate, timeout=5.0):
-        """Poll predicate() until it is true (True) or timeout seconds pass (False)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if predicate():
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-
     def snapshot(self):
         """The JSON-able state served at GET /_emulator/state."""
         with self._cond:
@@ -470,7 +287,7 @@ class WeChatEmulator:
                 "state": self.state, "qr_uuid": self.qr_uuid, "sent": len(self.sent),
                 "nickname": self.nickname, "pending_messages": len(self._inbox),
                 "fault": {"mode": mode, "paths": sorted(paths) if paths else None},
-                "base_url": self.base_url if self._server else None,
+                "base_url": self.base_url if self._servers else None,
             }
 
     # ----- internals: state --------------------------------------------------------------
@@ -543,34 +360,9 @@ class WeChatEmulator:
                 return session
         return None
 
-    def _count(self, path):
-        """Count a request by path."""
-        with self._cond:
-            self.request_counts[path] += 1
-
-    def _fault_for(self, path):
-        """The fault mode for this path; control endpoints are never faulted."""
-        mode, paths = self._fault
-        if mode is None or path.startswith(CONTROL):
-            return None
-        if paths is None or any(p in path for p in paths):
-            return mode
-        return None
-
-    def _await_fault(self, path):
-        """Hold hanging requests until the fault clears; return the fault or "stopped"."""
-        with self._cond:
-            while True:
-                if self._stopping:
-                    return "stopped"
-                mode = self._fault_for(path)
-                if mode != "hang":
-                    return mode
-                self._cond.wait()
-
     # ----- internals: routing ------------------------------------------------------------
 
-    def _route(self, method, path, query, body):
+    def _route(self, method, path, query, body, headers=None):
         """Answer one request as (status, content_type, body, headers), or None to hang up."""
         q = {k: v[0] for k, v in query.items()}
         if path == "/":
@@ -762,11 +554,13 @@ class WeChatEmulator:
         deadline = time.monotonic() + self.synccheck_hold
         with self._cond:
             session = self._valid_session(sid=q.get("sid"), skey=q.get("skey"), uin=q.get("uin"))
+            ended = session or self._sessions.get(q.get("sid"))
             while True:
                 if self._stopping:
                     return None
                 if session is None or not session.valid:
-                    return 200, JS, 'window.synccheck={retcode:"%d",selector:"0"}' % RET_LOGGED_OUT, []
+                    retcode = ended.retcode if ended is not None else RET_LOGGED_OUT
+                    return 200, JS, 'window.synccheck={retcode:"%d",selector:"0"}' % retcode, []
                 if self._inbox:
                     return 200, JS, 'window.synccheck={retcode:"0",selector:"2"}', []
                 remaining = deadline - time.monotonic()

@@ -10,6 +10,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .. import jobs
+from ..file_modes import tighten_session_caches
 from . import commands, states
 from .lease import Lease, describe
 from .store import StateStore, change_signal
@@ -18,6 +19,8 @@ from .supervisor import BotSupervisor
 logger = logging.getLogger(__name__)
 
 EXTENSION = "geekai.bot"
+# The built-in emulator of demo mode (web WeChat's or iLink's), for the simulated phone.
+EMULATOR = "geekai.emulator"
 # How long start-up waits for the previous process's state row to be replaced.
 STATE_WRITE_WAIT = 30.0
 # How long an admin's command waits for its outcome (and the new state to be written).
@@ -168,23 +171,58 @@ class BotRuntime:
 
 def make_backend(app):
     """The Backend BOT_BACKEND names."""
+    config = app.config
+    if config["BOT_BACKEND"] in ("ilink", "demo-ilink"):
+        return _ilink_backend(app)
     from .wechat import WxpyBackend
 
-    config = app.config
     base_url = config["WECHAT_BASE_URL"]
     if config["BOT_BACKEND"] == "demo":
         from .emulator import WeChatEmulator
-        emulator = WeChatEmulator(login_poll_hold=1.0, synccheck_hold=5.0, qr_lifetime=config["BOT_QR_LIFETIME"])
-        emulator.start()
-        app.extensions["geekai.emulator"] = emulator
-        base_url = emulator.base_url
-    cache = config["BOT_SESSION_CACHE"]
+        base_url = _demo(app, WeChatEmulator(login_poll_hold=1.0, synccheck_hold=5.0,
+                                             qr_lifetime=config["BOT_QR_LIFETIME"]))
+    cache_path = _instance_file(app, config["BOT_SESSION_CACHE"])
+    tighten_session_caches(cache_path)
     return WxpyBackend(
         base_url=base_url,
-        cache_path=cache if os.path.isabs(cache) else os.path.join(app.instance_path, cache),
+        cache_path=cache_path,
         login_timeout=config["BOT_LOGIN_TIMEOUT"],
         qr_max_refresh=config["BOT_QR_MAX_REFRESH"],
     )
+
+
+def _ilink_backend(app):
+    from .ilink import IlinkBackend
+    from .ilink_store import IlinkStateStore
+
+    config = app.config
+    base_url = config["ILINK_BASE_URL"]
+    if config["BOT_BACKEND"] == "demo-ilink":
+        from .ilink_emulator import IlinkEmulator
+        base_url = _demo(app, IlinkEmulator(qr_poll_hold=1.0, updates_hold=5.0, qr_lifetime=config["BOT_QR_LIFETIME"]))
+    return IlinkBackend(
+        base_url=base_url,
+        token_path=_instance_file(app, config["ILINK_TOKEN_FILE"]),
+        store=IlinkStateStore(app),
+        login_timeout=config["BOT_LOGIN_TIMEOUT"],
+        qr_max_refresh=config["BOT_QR_MAX_REFRESH"],
+        # A code nobody enters holds the login no longer than a QR nobody scans.
+        code_wait=config["BOT_QR_LIFETIME"],
+        poll_seconds=config["ILINK_POLL_SECONDS"],
+    )
+
+
+def _demo(app, emulator) -> str:
+    """Start demo mode's emulator in this process, for the bot and the simulated phone; its URL."""
+    emulator.start()
+    app.extensions[EMULATOR] = emulator
+    logger.info("demo mode: the emulator serves on %s; its control endpoints need the random token this "
+                "process holds (the page's simulated phone acts in-process)", emulator.base_url)
+    return emulator.base_url
+
+
+def _instance_file(app, name: str) -> str:
+    return name if os.path.isabs(name) else os.path.join(app.instance_path, name)
 
 
 def install(app) -> BotRuntime:

@@ -18,11 +18,12 @@ from typing import Callable
 
 from ..db import db, utcnow
 from ..models import STATE_ROW_ID, BotEvent, BotState
+from ..redaction import redact_text
 
 logger = logging.getLogger(__name__)
 
 # Fields of the state row that describe one state only and are cleared on each transition.
-_PER_STATE_FIELDS = ("detail", "next_retry_at", "qr_expires_at", "qr_png")
+_PER_STATE_FIELDS = ("detail", "next_retry_at", "qr_expires_at", "qr_png", "verify_code")
 # The writer's pause after a failed write grows to this; each write itself may wait out SQLite's
 # busy timeout first.
 _RETRY_MAX_SECONDS = 2.0
@@ -89,6 +90,8 @@ class StateStore:
         values = {name: None for name in _PER_STATE_FIELDS}
         values["detail"] = ""
         values.update(fields)
+        # Reasons and tracebacks quote WeChat's URLs, whose skey/sid/pass_ticket are the session.
+        reason, values["detail"] = redact_text(reason), redact_text(values.get("detail") or "")
         if new != "logged_in" and "account" not in fields:
             values["account"] = None
         event = dict(at=now, from_state=old, to_state=new, reason=reason,

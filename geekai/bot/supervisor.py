@@ -3,6 +3,10 @@
 Attempts run in their own daemon thread, started by an APScheduler job (now, or at the time a
 backoff chose), so a blocked login never holds the web or the scheduler. Each attempt has a
 generation number: whatever an older attempt reports after it was superseded is ignored.
+
+A login alone does not clear the failure count: a session that never once synced with WeChat
+(a hot login whose sync keeps failing, a token that dies at once) fails again with a longer
+pause each time. Only a sync after the login proves the session healthy.
 """
 from __future__ import annotations
 
@@ -44,8 +48,11 @@ class BotSupervisor:
         self.failures = 0
         self.generation = 0
         self.handlers: list = []
-        self.stats = {"messages_in": 0, "messages_out": 0, "watchdog_restarts": 0}
+        self.stats = {"messages_in": 0, "messages_out": 0, "messages_failed": 0, "watchdog_restarts": 0}
         self._cancel = threading.Event()
+        self._codes = CodeBox()
+        self._online_heartbeat: float | None = None   # the session's heartbeat when it logged in
+        self._pending_logout: tuple[str, str] | None = None
         self._closing = threading.Event()   # set once the previous session has finished stopping
         self._closing.set()
         self.stop_grace = config["BOT_STOP_GRACE_SECONDS"]
@@ -82,6 +89,15 @@ class BotSupervisor:
             self.backend.forget()
             self._go(states.NEEDS_LOGIN, "logged out by admin", actor=actor)
 
+    def submit_code(self, code: str, actor: str = "admin") -> bool:
+        """Pass the number shown on the phone to the login waiting for it; False when none waits."""
+        with self._lock:
+            if self.state != states.WAITING_FOR_CONFIRM or not self._codes.put(code):
+                return False
+            self._go(states.WAITING_FOR_CONFIRM, f"verification code entered by {actor}; checking it",
+                     actor=actor, verify_code="checking")
+            return True
+
     def last_heartbeat(self) -> float | None:
         """time.monotonic() of the last good sync with WeChat, or None when not online."""
         session = self.session
@@ -97,6 +113,7 @@ class BotSupervisor:
             if not problem:
                 return ""
             self.session = None
+            self._settle(session)
             self.stats["watchdog_restarts"] += 1
             # Stopped outside the lock (it may wait on WeChat); the next attempt waits for it, so
             # that it finds the session cache saved, not half written.
@@ -129,6 +146,8 @@ class BotSupervisor:
             if self.state != states.STARTING:
                 self._go(states.STARTING, "connecting to WeChat", attempt=self.failures)
             self._cancel = threading.Event()
+            self._codes = CodeBox()
+            self._pending_logout = None
             self._thread = threading.Thread(target=self._attempt, args=(generation, self._cancel),
                                             name=f"geekai-bot-{generation}", daemon=True)
             self._thread.start()
@@ -145,8 +164,20 @@ class BotSupervisor:
             if generation != self.generation:
                 session.stop()
                 return
-            self.session, self.failures = session, 0
-            self._go(states.LOGGED_IN, f"logged in as {session.account}", account=session.account)
+            self.session, self._online_heartbeat = session, session.last_heartbeat()
+            # attempt 0 on the page; the count itself stays until a sync proves the session (_settle).
+            self._go(states.LOGGED_IN, f"logged in as {session.account}", account=session.account, attempt=0)
+            if self._pending_logout is not None:
+                # The session ended before the login was recorded (WeChat kicked it at once).
+                kind, reason = self._pending_logout
+                self.session = None
+                self._after_failure(kind, reason)
+
+    def _settle(self, session) -> None:
+        """A session that synced after its login was healthy: its failure starts a new count."""
+        beat = session.last_heartbeat() if session is not None else None
+        if beat is not None and self._online_heartbeat is not None and beat > self._online_heartbeat:
+            self.failures = 0
 
     def _failed(self, generation: int, exc: BaseException) -> None:
         kind, reason = errors.classify(exc)
@@ -177,10 +208,12 @@ class BotSupervisor:
             self._schedule(delay)
 
     # -- reports from the backend (attempt and receiving threads) -------------------------
-    def _qr_ready(self, generation: int, png: bytes, refresh: int) -> None:
+    def _qr_ready(self, generation: int, png: bytes, refresh: int, note: str = "") -> None:
         with self._lock:
             if generation == self.generation:
                 reason = "scan the QR with WeChat" if refresh == 0 else f"QR expired; new QR (refresh {refresh})"
+                if note:
+                    reason += f" ({note})"
                 self._go(states.WAITING_FOR_SCAN, reason, qr_png=png,
                          qr_expires_at=utcnow() + timedelta(seconds=self.qr_lifetime))
 
@@ -190,12 +223,31 @@ class BotSupervisor:
                 reason = "confirm the login on your phone" + (" (login request sent to the phone)" if push else "")
                 self._go(states.WAITING_FOR_CONFIRM, reason)
 
-    def _logged_out(self, generation: int, reason: str, session_ended: bool) -> None:
+    def _code_needed(self, generation: int, wrong: bool) -> None:
         with self._lock:
-            if generation != self.generation or self.state != states.LOGGED_IN:
+            if generation == self.generation:
+                self._codes.open()
+                reason = ("the code did not match: enter the number shown on the phone again" if wrong
+                          else "enter the number shown on the phone")
+                self._go(states.WAITING_FOR_CONFIRM, reason, verify_code="wrong" if wrong else "required")
+
+    def _code_entered(self, generation: int, timeout: float) -> str | None:
+        with self._lock:
+            box = self._codes if generation == self.generation else None
+        return box.take(timeout) if box is not None else None
+
+    def _logged_out(self, generation: int, reason: str, session_ended: bool, needs_person: bool) -> None:
+        kind = errors.NEEDS_PERSON if needs_person else errors.SESSION_LOST if session_ended else errors.TRANSIENT
+        with self._lock:
+            if generation != self.generation:
                 return
-            self.session = None
-            kind = errors.SESSION_LOST if session_ended else errors.TRANSIENT
+            if self.state != states.LOGGED_IN:
+                if self.session is None and self.state in (states.STARTING, states.WAITING_FOR_SCAN,
+                                                           states.WAITING_FOR_CONFIRM):
+                    self._pending_logout = (kind, reason)  # the attempt is returning this session
+                return
+            session, self.session = self.session, None
+            self._settle(session)
             self._after_failure(kind, reason)
 
     def _message(self, generation: int, message: IncomingMessage) -> None:
@@ -210,7 +262,12 @@ class BotSupervisor:
 
     def _counted(self, send):
         def reply(text):
-            result = send(text)
+            try:
+                result = send(text)
+            except errors.SendFailed as exc:
+                self.stats["messages_failed"] += 1
+                logger.warning("a reply was not sent: %s", exc)
+                raise
             self.stats["messages_out"] += 1
             return result
         return reply
@@ -220,6 +277,7 @@ class BotSupervisor:
         """Cancel the running attempt and any scheduled one; take the session offline."""
         self.generation += 1
         self._cancel.set()
+        self._codes.close()
         with contextlib.suppress(JobLookupError):
             self.scheduler.remove_job(self._job_id)
         session, self.session = self.session, None
@@ -248,6 +306,41 @@ def _describe(exc: BaseException) -> str:
     return "".join(lines)
 
 
+class CodeBox:
+    """The verification code of one attempt: from the admin who types it to the login that waits."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._code: str | None = None
+        self._open = False
+        self._closed = False
+
+    def open(self) -> None:
+        """A code is asked for now: the next put() is taken."""
+        with self._cond:
+            self._open, self._code = True, None
+
+    def put(self, code: str) -> bool:
+        with self._cond:
+            if not self._open or self._closed:
+                return False
+            self._open, self._code = False, code
+            self._cond.notify_all()
+            return True
+
+    def take(self, timeout: float) -> str | None:
+        """The code put since open(), waiting up to `timeout`; None after it or once closed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._code is not None or self._closed, timeout)
+            code, self._code, self._open = self._code, None, False
+            return None if self._closed else code
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
 class _Listener:
     """The LoginListener of one attempt, tagged with its generation."""
 
@@ -255,14 +348,20 @@ class _Listener:
         self.supervisor = supervisor
         self.generation = generation
 
-    def qr_ready(self, png: bytes, refresh: int) -> None:
-        self.supervisor._qr_ready(self.generation, png, refresh)
+    def qr_ready(self, png: bytes, refresh: int, note: str = "") -> None:
+        self.supervisor._qr_ready(self.generation, png, refresh, note)
 
     def qr_scanned(self, push: bool = False) -> None:
         self.supervisor._qr_scanned(self.generation, push)
 
-    def logged_out(self, reason: str, session_ended: bool) -> None:
-        self.supervisor._logged_out(self.generation, reason, session_ended)
+    def code_needed(self, wrong: bool) -> None:
+        self.supervisor._code_needed(self.generation, wrong)
+
+    def code_entered(self, timeout: float) -> str | None:
+        return self.supervisor._code_entered(self.generation, timeout)
+
+    def logged_out(self, reason: str, session_ended: bool, needs_person: bool = False) -> None:
+        self.supervisor._logged_out(self.generation, reason, session_ended, needs_person)
 
     def message(self, message: IncomingMessage) -> None:
         self.supervisor._message(self.generation, message)

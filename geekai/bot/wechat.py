@@ -13,7 +13,8 @@ import time
 
 from . import bounded_http, wxpy_patches
 from .backend import LoginListener
-from .errors import QrRefreshLimit, StopRequested, SessionRejected, WeChatTimeout, WeChatUnreachable
+from .errors import LoginRefused, StopRequested, SessionRejected, WeChatTimeout, WeChatUnreachable
+from .qr import RefreshCap
 from .session_cache import prepare_cache
 from .wxpy_session import WxpySession
 
@@ -21,6 +22,36 @@ logger = logging.getLogger(__name__)
 
 # itchat polls the login URL without pause; a server that answers at once would be hammered.
 MIN_POLL_INTERVAL = 0.2
+# Since 2025 WeChat ends most web sessions right after their login (synccheck 1102): two in a row
+# ended this soon mean it refuses this account's web login, not a passing fault.
+EARLY_KICK_SECONDS = 60.0
+# Retcodes that are a logout (on the phone, 1100, or by the client, 1101), not WeChat's own doing.
+LOGOUT_CODES = ("1100", "1101")
+
+
+class KickWatch:
+    """Counts web sessions that WeChat ended right after their login, across attempts."""
+
+    def __init__(self, window: float = EARLY_KICK_SECONDS):
+        self.window = window
+        self.in_a_row = 0
+
+    def refusal(self, reason: str, online_for: float, end_code: str) -> str:
+        """Why to wait for a person instead of showing yet another QR, or "" to go on as usual.
+
+        end_code: the retcode WeChat ended the session with ("" when it did not end it).
+        """
+        if not end_code or end_code in LOGOUT_CODES:
+            return ""  # a lost connection or a logout says nothing about the account
+        if online_for > self.window:
+            self.in_a_row = 0
+            return ""
+        self.in_a_row += 1
+        if self.in_a_row < 2:
+            return ""
+        self.in_a_row = 0
+        return (f"WeChat ended the web session right after the login twice in a row ({reason}): WeChat "
+                "refuses web logins for this account. Use Tencent's official bot API instead: set BOT_BACKEND=ilink")
 
 
 class WxpyBackend:
@@ -32,6 +63,7 @@ class WxpyBackend:
         self.login_timeout = login_timeout
         self.qr_max_refresh = qr_max_refresh
         self.hot_login_failures = 0
+        self.kicks = KickWatch()
 
     def login(self, listener: LoginListener, cancel: threading.Event) -> "WxpySession":
         itchat, wxpy = wxpy_patches.import_wxpy()
@@ -39,10 +71,10 @@ class WxpyBackend:
         itchat.config.BASE_URL = self.base_url
         ctx = bounded_http.AttemptContext(self.login_timeout, cancel)
         bounded_http.probe(self.base_url, ctx)
-        prepare_cache(self.cache_path)
+        cache_problem = prepare_cache(self.cache_path)
         had_cache = os.path.getsize(self.cache_path) > 0
-        session = WxpySession(listener, ctx, self.cache_path)
-        qr = QrWatcher(listener, ctx, self.qr_max_refresh)
+        session = WxpySession(listener, ctx, self.cache_path, self.kicks)
+        qr = QrWatcher(listener, ctx, self.qr_max_refresh, note=cache_problem)
         bot_class = wxpy_patches.bot_class(wxpy)
         wxpy_patches.local.ctx = ctx
         try:
@@ -63,6 +95,8 @@ class WxpyBackend:
         session.attach(bot, itchat)
         if session.closed:
             session.release()
+            if session.refusal:
+                raise LoginRefused(session.refusal)
             raise SessionRejected(ctx.last_sync_problem or "WeChat ended the session right after the login")
         return session
 
@@ -87,15 +121,18 @@ class WxpyBackend:
 class QrWatcher:
     """itchat's qr_callback: reports QRs and scans, counts expiries, and cancels the login."""
 
-    def __init__(self, listener: LoginListener, ctx: bounded_http.AttemptContext, max_refresh: int):
+    def __init__(self, listener: LoginListener, ctx: bounded_http.AttemptContext, max_refresh: int,
+                 note: str = ""):
         self.listener = listener
+        self.note = note        # why this login needs a QR, shown with the first one
         self.ctx = ctx
-        self.max_refresh = max_refresh
-        self.qr_count = 0
-        self.unattended = 0     # QRs that expired with nobody scanning them
+        self.cap = RefreshCap(max_refresh)
         self.scanned = False    # the current QR was scanned (a confirm or cancel may follow)
-        self.attended = False   # the current QR was scanned at some point
         self.last_poll = 0.0
+
+    @property
+    def qr_count(self) -> int:
+        return self.cap.qr_count
 
     def callback(self, uuid=None, status=None, qrcode=b""):
         # Raising here is the only way to stop Bot() from another thread (WXPY_NOTES 5).
@@ -107,25 +144,20 @@ class QrWatcher:
         elif status == "201" or (status == "408" and not qrcode and not self.scanned):
             # 201: scanned. An empty QR with 408 is a push login waiting on the phone.
             if not self.scanned:
-                self.scanned = self.attended = True
+                self.scanned = True
+                self.cap.scanned()
                 self.listener.qr_scanned(push=(status == "408"))
         elif status not in ("200", "408"):
             self._dead(qrcode)
         self._pace()
 
     def _new_qr(self, png: bytes) -> None:
-        # DESIGN.md: needs_login once the QR "expired BOT_QR_MAX_REFRESH times with nobody
-        # scanning" (at least once: 0 would otherwise never show a QR at all). A QR someone
-        # scanned and then cancelled on the phone was attended and does not count.
-        if self.qr_count and not self.attended:
-            self.unattended += 1
-            if self.unattended >= max(1, self.max_refresh):
-                times = "once" if self.unattended == 1 else f"{self.unattended} times"
-                raise QrRefreshLimit(f"the login QR expired {times} with nobody scanning it")
-        refresh = self.qr_count
-        self.qr_count += 1
-        self.scanned = self.attended = False
-        self.listener.qr_ready(png, refresh)
+        refresh = self.cap.new_qr()
+        self.scanned = False
+        if self.note and refresh == 0:
+            self.listener.qr_ready(png, refresh, note=self.note)
+        else:
+            self.listener.qr_ready(png, refresh)
 
     def _dead(self, qrcode: bytes) -> None:
         """The QR or push request died; a new one follows."""

@@ -14,12 +14,12 @@ import sys
 import threading
 
 from . import bounded_http
+from .backend import UNREADABLE
 from .errors import BackendUnavailable, StopRequested
+from .session_cache import RESTRICTED_PICKLE
 
 logger = logging.getLogger(__name__)
 
-# The type of a message that itchat or wxpy could not read; handlers still get its raw form.
-UNREADABLE = "Unreadable"
 
 # The attempt (AttemptContext) of the thread that is constructing a Bot, if any.
 local = threading.local()
@@ -51,6 +51,11 @@ def install_patches(itchat, wxpy) -> None:
             return
         # Python >= 3.9 removed HTMLParser().unescape: without this every 1:1 message is lost.
         itchat.utils.htmlParser.unescape = html.unescape
+        # A session cache (or puid map) is unpickled: only plain data, in every caller, always.
+        import itchat.components.hotreload
+        import wxpy.utils.puid_map
+        itchat.components.hotreload.pickle = RESTRICTED_PICKLE
+        wxpy.utils.puid_map.pickle = RESTRICTED_PICKLE
         itchat.set_logging(showOnCmd=False)
         shipped_probe = itchat.components.register.test_connect
         shipped_enhance = wxpy.api.bot.enhance_connection

@@ -10,8 +10,7 @@ import threading
 import time
 
 from . import bounded_http
-from .backend import IncomingMessage, LoginListener
-from .wxpy_patches import UNREADABLE
+from .backend import UNREADABLE, IncomingMessage, LoginListener
 
 logger = logging.getLogger(__name__)
 
@@ -19,10 +18,13 @@ logger = logging.getLogger(__name__)
 class WxpySession:
     """A logged-in wxpy Bot: delivers messages, reports the logout, cleans up after itself."""
 
-    def __init__(self, listener: LoginListener, ctx: bounded_http.AttemptContext, cache_path: str):
+    def __init__(self, listener: LoginListener, ctx: bounded_http.AttemptContext, cache_path: str, kicks=None):
         self.listener = listener
         self.ctx = ctx
         self.cache_path = cache_path
+        self.kicks = kicks          # the backend's KickWatch: sessions WeChat ended right after login
+        self.online_at: float | None = None
+        self.refusal = ""
         self.bot = None
         self.account = ""
         self._itchat = None
@@ -33,7 +35,7 @@ class WxpySession:
     def went_online(self) -> None:
         """itchat's login_callback: it fires before Bot() returns, so only switch timeouts."""
         self.ctx.online = True
-        self.ctx.last_sync_ok = time.monotonic()
+        self.ctx.last_sync_ok = self.online_at = time.monotonic()
 
     def went_offline(self) -> None:
         """itchat's logout_callback, in its receiving thread."""
@@ -42,10 +44,13 @@ class WxpySession:
                 return
             self._closing = True
         reason = self.ctx.last_sync_problem or "WeChat session ended"
+        if self.kicks is not None and self.online_at is not None:
+            self.refusal = self.kicks.refusal(reason, time.monotonic() - self.online_at, self.ctx.end_code)
         if self.inbox is not None:
             self.inbox.close()
         self.release()
-        self.listener.logged_out(reason, session_ended=self.ctx.session_ended)
+        self.listener.logged_out(self.refusal or reason, session_ended=self.ctx.session_ended,
+                                 needs_person=bool(self.refusal))
 
     def attach(self, bot, itchat) -> None:
         """Take over a Bot that has just logged in and start delivering its messages."""

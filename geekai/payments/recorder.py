@@ -9,6 +9,7 @@ Order of work for each app message that could be a payment notice:
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -199,6 +200,14 @@ def _forgery_reason(notice: StoredNotice, parsed: ParsedNotice) -> str:
             " which is not WeChat's verified 微信支付/微信收款助手 official account")
 
 
+def forgery_alert_key(notice: StoredNotice) -> str:
+    """One alert per sender and hour: any contact can send forged notices as fast as it likes,
+    and each is kept (rejected, on the payments page), but the ops chat hears of it once."""
+    sender = notice.sender or notice.sender_name or "?"
+    digest = hashlib.sha256(sender.encode("utf-8", "replace")).hexdigest()[:16]
+    return f"forged-payment-{digest}-{utcnow():%Y%m%d%H}"
+
+
 def _alert_forgery(notice: StoredNotice, reason: str) -> None:
     """Tell the operator that someone tried to fake a payment (`reason`: why it was rejected)."""
     logger.warning("rejected payment notice %s from %r (%s): not WeChat Pay's official account",
@@ -207,7 +216,7 @@ def _alert_forgery(notice: StoredNotice, reason: str) -> None:
     from ..alerts.notices import send_one_off
 
     try:
-        send_one_off(FORGED_PAYMENT, f"notice {notice.id}: {reason}", f"forged-payment-{notice.id}",
+        send_one_off(FORGED_PAYMENT, f"notice {notice.id}: {reason}", forgery_alert_key(notice),
                      current_app.config)
         db.session.commit()
     except Exception:

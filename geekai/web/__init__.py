@@ -8,11 +8,13 @@ csrf = CSRFProtect()
 
 def init_app(app) -> None:
     """Register the blueprints and CSRF protection."""
-    from . import api, auth, demo, health, https, i18n, pages, stats, stream
+    from . import api, auth, demo, headers, health, https, i18n, pages, stats, stream
 
     csrf.init_app(app)
+    headers.init_app(app)
     i18n.init_app(app)
     https.init_app(app)
+    auth.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)

@@ -1,16 +1,21 @@
 """The JSON API: bot state, history, login QR and controls (admin only)."""
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Response, current_app, jsonify, redirect, request, url_for
 
 from ..bot import runtime as bot_runtime
 from ..db import db
 from ..models import STATE_ROW_ID, BotEvent, BotState
 from .auth import actor, admin_required
+from .params import int_arg, limit_arg
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 MAX_PAGE = 200
+# The number iLink's login may ask for: what the phone shows (Tencent's plugin takes 1 to 10 digits).
+VERIFY_CODE = re.compile(r"\d{1,10}")
 
 
 def current_state() -> dict:
@@ -42,13 +47,8 @@ def event_page(limit: int, before: int | None = None) -> tuple[list[dict], str |
 @admin_required
 def bot_events():
     """Transition history, newest first; `before` (an event id) pages back."""
-    try:
-        limit = min(MAX_PAGE, max(1, int(request.args.get("limit", 50))))
-        before = request.args.get("before", type=int)
-        if "before" in request.args and before is None:
-            raise ValueError
-    except ValueError:
-        return jsonify(error="limit and before must be whole numbers"), 400
+    limit = limit_arg(50, MAX_PAGE)
+    before = int_arg("before")
     events, following = event_page(limit, before)
     return jsonify(events=events, next=following)
 
@@ -63,12 +63,12 @@ def bot_qr():
     return Response(row.qr_png, mimetype="image/png", headers={"Cache-Control": "no-store"})
 
 
-def _control(command: str):
+def _control(command: str, args: dict | None = None):
     runtime = bot_runtime.get(current_app)
     if runtime is None or not runtime.enabled:
         reason = "the bot is disabled" if runtime else "the bot does not run in this process"
         return jsonify(error=reason, state=current_state()), 409 if runtime else 503
-    outcome = runtime.command(command, actor())
+    outcome = runtime.command(command, actor(), args)
     if outcome is not None and outcome.status >= 400:
         return jsonify(error=outcome.error, state=current_state()), outcome.status
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
@@ -83,3 +83,15 @@ def _control(command: str):
 @admin_required
 def bot_control(command: str):
     return _control(command)
+
+
+@bp.post("/bot/verify")
+@admin_required
+def bot_verify():
+    """The number the phone shows, for an iLink login that asks for it: {"code": "1234"}."""
+    data = request.get_json(silent=True) if request.is_json else request.form
+    code = data.get("code") if isinstance(data, dict) or hasattr(data, "getlist") else None
+    if not isinstance(code, str) or not VERIFY_CODE.fullmatch(code.strip()):
+        return jsonify(error='code must be the number the phone shows: 1 to 10 digits, as a string ("1234")',
+                       field="code"), 400
+    return _control("verify", {"code": code.strip()})

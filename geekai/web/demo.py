@@ -1,7 +1,8 @@
-"""The simulated phone of demo mode: the page's buttons act on the built-in WeChat emulator.
+"""The simulated phone of demo mode: the page's buttons act on the built-in emulator.
 
-Only with BOT_BACKEND=demo, where the bot's real wxpy code logs in to an in-process emulator
-(geekai/bot/runtime.py). These routes play the phone's part; the bot side is unchanged.
+Only with BOT_BACKEND=demo (the real wxpy code logs in to an in-process web-WeChat emulator) or
+demo-ilink (the real iLink adapter against an in-process iLink emulator); geekai/bot/runtime.py
+starts them. These routes play the phone's part; the bot side is unchanged.
 """
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ import threading
 from flask import Blueprint, abort, current_app, jsonify, request
 
 from .auth import admin_required
+from .params import BadParameter, text_field
 
 bp = Blueprint("demo", __name__, url_prefix="/api/demo")
+
+EMULATOR = "geekai.emulator"
+DEMOS = ("demo", "demo-ilink")
 
 MAX_TEXT = 500
 CHAT_LENGTH = 20
@@ -36,14 +41,27 @@ class PhoneChat:
 
 def demo_enabled(app) -> bool:
     """Whether this process runs the demo emulator (and so shows the simulated phone)."""
-    return app.config["BOT_BACKEND"] == "demo" and "geekai.emulator" in app.extensions
+    return app.config["BOT_BACKEND"] in DEMOS and EMULATOR in app.extensions
+
+
+def ilink_demo(app) -> bool:
+    return app.config["BOT_BACKEND"] == "demo-ilink"
 
 
 def emulator_or_404():
     app = current_app
     if not demo_enabled(app):
         abort(404, description="the simulated phone exists only in demo mode (python app.py --demo)")
-    return app.extensions["geekai.emulator"]
+    return app.extensions[EMULATOR]
+
+
+def phone_actions(emulator) -> dict:
+    """What each of the phone's buttons does, on this demo's emulator."""
+    if ilink_demo(current_app):
+        return {"scan": emulator.scan, "scan_code": lambda: emulator.scan(code=True), "confirm": emulator.confirm,
+                "expire": emulator.expire_qr, "logout": emulator.expire_session}
+    return {"scan": emulator.scan, "confirm": emulator.confirm, "expire": emulator.expire_qr,
+            "logout": emulator.logout}
 
 
 def phone_chat() -> PhoneChat:
@@ -57,8 +75,11 @@ def phone_view(emulator) -> dict:
     texts = phone_chat().texts()
     # The emulator delivers in order, so all but the newest `pending` texts reached the bot.
     # New dicts: the stored ones are shared with other requests.
-    return {"phone": snapshot["state"],
+    view = {"phone": snapshot["state"],
             "texts": [dict(text, delivered=index < len(texts) - pending) for index, text in enumerate(texts)]}
+    if "code" in snapshot:  # iLink's phone may show a verification code
+        view["code"] = snapshot["code"]
+    return view
 
 
 @bp.get("/phone")
@@ -67,19 +88,23 @@ def phone():
     return jsonify(phone_view(emulator_or_404()))
 
 
-@bp.post("/phone/<any(scan, confirm, expire, logout, send_text):action>")
+@bp.post("/phone/<any(scan, scan_code, confirm, expire, logout, send_text):action>")
 @admin_required
 def phone_action(action: str):
     """Do what a person does on the phone; ok=false when the phone had nothing to act on."""
     emulator = emulator_or_404()
     if action == "send_text":
-        text = (request.form.get("text") or (request.get_json(silent=True) or {}).get("text") or "").strip()
-        if not text or len(text) > MAX_TEXT:
-            return jsonify(error=f"text must be 1 to {MAX_TEXT} characters"), 400
+        body = request.form or request.get_json(silent=True) or {}
+        if not isinstance(body, dict):  # MultiDict is a dict too
+            raise BadParameter("text", f"sent as a form field or in a JSON object such as {{\"text\": \"hi\"}}")
+        text = text_field(body, "text", MAX_TEXT).strip()
+        if not text:
+            raise BadParameter("text", f"1 to {MAX_TEXT} characters")
         ok = emulator.state == "logged_in"
         if ok:
-            phone_chat().add(emulator.send_text(text)["MsgId"], text)
+            sent = emulator.send_text(text)
+            phone_chat().add(str(sent.get("MsgId") or sent.get("message_id")), text)
     else:
-        ok = {"scan": emulator.scan, "confirm": emulator.confirm, "expire": emulator.expire_qr,
-              "logout": emulator.logout}[action]()
+        act = phone_actions(emulator).get(action)
+        ok = act() if act is not None else False
     return jsonify(ok=bool(ok), **phone_view(emulator))

@@ -1,16 +1,25 @@
-"""Serving behind HTTPS: trust a reverse proxy's X-Forwarded-* and mark the session cookie Secure.
+"""Serving behind HTTPS: the session cookie is Secure whenever the request came over HTTPS.
 
 The admin's session cookie must not travel over plain HTTP once the site is reached over
 HTTPS, yet `python app.py` on a LAN is plain HTTP and a Secure cookie would never come back.
-So the flag follows each request: Secure whenever the request itself arrived over HTTPS
-(directly, or per X-Forwarded-Proto from PROXY_COUNT trusted proxies), or always when
-SESSION_COOKIE_SECURE is set.
+So the flag follows each request: Secure whenever the request itself arrived over HTTPS, or
+always when SESSION_COOKIE_SECURE is set.
+
+Behind a reverse proxy, waitress applies the proxy's X-Forwarded-For/-Proto/-Host (from
+PROXY_COUNT proxies at PROXY_ADDRESS, see geekai/server.py) before the app sees the request,
+so `request.is_secure` and `request.remote_addr` are the client's; under gunicorn, geekai.wsgi
+wraps the app in the same waitress code. That is the one place the headers are read: a second
+reader here would apply the hops twice.
 """
 from __future__ import annotations
 
+import logging
+import os
+
 from flask import request
 from flask.sessions import SecureCookieSessionInterface
-from werkzeug.middleware.proxy_fix import ProxyFix
+
+logger = logging.getLogger(__name__)
 
 
 class PerRequestSecureSessions(SecureCookieSessionInterface):
@@ -21,9 +30,8 @@ class PerRequestSecureSessions(SecureCookieSessionInterface):
 
 
 def init_app(app) -> None:
-    """Install the session interface and, when configured, the proxy header fix."""
+    """Install the session interface."""
     app.session_interface = PerRequestSecureSessions()
-    proxies = app.config["PROXY_COUNT"]
-    if proxies:
-        # Only as many hops as the operator declared: a client could forge the rest.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies)
+    if app.config["PROXY_COUNT"] and os.environ.get("FLASK_RUN_FROM_CLI") == "true":
+        logger.warning("PROXY_COUNT is applied by `python app.py` (waitress); `flask run` ignores "
+                       "X-Forwarded-* headers")

@@ -200,10 +200,12 @@ class GeekaiCollector:
             age.add_metric([], max(0.0, time.monotonic() - heartbeat))
             yield age
         stats = supervisor.stats if supervisor is not None else {}
-        messages = CounterMetricFamily("geekai_bot_messages", "Messages received and sent by this process",
+        messages = CounterMetricFamily("geekai_bot_messages",
+                                       "Messages received, replies sent and replies WeChat refused, by this process",
                                        labels=["direction"])
         messages.add_metric(["in"], stats.get("messages_in", 0))
         messages.add_metric(["out"], stats.get("messages_out", 0))
+        messages.add_metric(["failed"], stats.get("messages_failed", 0))
         yield messages
 
         requests, durations = self.app.extensions[HTTP].snapshot()

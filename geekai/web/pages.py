@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, render_template
 from ..alerts.views import summary as alerts_summary
 from .api import current_state, event_page
 from .auth import is_admin
-from .demo import demo_enabled
+from .demo import demo_enabled, ilink_demo
 from .stats import bot_stats
 from .stream import HISTORY_PAGE
 
@@ -23,5 +23,6 @@ def index():
     events, older_url = event_page(HISTORY_PAGE)
     return render_template("index.html", admin=True, online=online, state=state,
                            events=events, older_url=older_url, page_size=HISTORY_PAGE,
-                           stats=bot_stats(), demo=demo_enabled(current_app), alerts=alerts_summary())
+                           stats=bot_stats(), demo=demo_enabled(current_app), demo_ilink=ilink_demo(current_app),
+                           alerts=alerts_summary())
 

@@ -15,6 +15,7 @@ from ..payments.models import ACCEPTED, NOTICE_STATUSES, ORDER_STATUSES, PAYMENT
 from ..payments.parser import amount_to_str
 from . import csrf, i18n
 from .auth import actor, admin_required, is_admin
+from .params import int_arg, limit_arg, text_field, time_arg, whole_number
 
 api = Blueprint("payments_api", __name__, url_prefix="/api")
 pages = Blueprint("payments_pages", __name__)
@@ -87,27 +88,16 @@ def _error(status: int, message: str):
 
 
 def _limit() -> int:
-    return min(MAX_PAGE, max(1, request.args.get("limit", 100, type=int)))
+    return limit_arg(100, MAX_PAGE)
 
 
-def _moment(name: str, end_of_day: bool = False) -> datetime | None:
-    """A query parameter as naive UTC: ISO time (Z or offset; naive = UTC) or a date (a China day).
+# The ledger's filters, the only query parameters the CSV link carries on.
+FILTERS = ("status", "since", "until", "after_id")
 
-    A date is that day's first moment, or with `end_of_day` the next day's (an exclusive end
-    that includes the whole day: until=today shows today).
-    """
-    value = request.args.get(name, "").strip()
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+", 1) if "T" in value else value)
-    except ValueError:
-        abort(_error(400, f"{name} must be an ISO 8601 time such as 2024-09-10T08:00:00Z or a date"))
-    if "T" not in value and len(value) <= 10:  # a date: that day in China
-        moment = moment.replace(tzinfo=CHINA) + (timedelta(days=1) if end_of_day else timedelta())
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment
+
+def filter_args() -> dict:
+    """The page's filters as url_for() arguments (never other keys: _external, _scheme ...)."""
+    return {key: request.args[key] for key in FILTERS if request.args.get(key)}
 
 
 def _choice(name: str, options) -> str | None:
@@ -125,14 +115,14 @@ def payments_query():
     """
     query = db.select(Payment)
     status = _choice("status", PAYMENT_STATUSES)
-    since, until = _moment("since"), _moment("until", end_of_day=True)
+    since, until = time_arg("since", CHINA), time_arg("until", CHINA, end_of_day=True)
     if status:
         query = query.where(Payment.status == status)
     if since:
         query = query.where(Payment.received_at >= since)
     if until:
         query = query.where(Payment.received_at < until)
-    after_id = request.args.get("after_id", type=int)
+    after_id = int_arg("after_id")
     if after_id is not None:
         query = query.where(Payment.id > after_id)
     return query
@@ -171,11 +161,11 @@ def claim_payment(tx_id: str):
     if not hasattr(body, "get"):  # JSON that is not an object: [1], "x", 5
         return _error(400, 'send JSON such as {"claimed_by": "user-42", "order_id": 17}')
     order_id = body.get("order_id")
-    if order_id is not None and (isinstance(order_id, bool) or not str(order_id).isdigit()):
-        return _error(400, "order_id must be an order id (a whole number)")
-    claimed_by = str(body.get("claimed_by") or body.get("reference") or actor())[:200]
+    if order_id is not None:
+        order_id = whole_number("order_id", order_id if isinstance(order_id, (str, int)) else None)
+    claimed_by = (text_field(body, "claimed_by", 200) or text_field(body, "reference", 200) or actor())[:200]
     try:
-        payment, order = ledger.claim(tx_id, claimed_by, int(order_id) if order_id is not None else None)
+        payment, order = ledger.claim(tx_id, claimed_by, order_id)
     except ledger.ClaimRefused as refused:
         return _error(refused.status, str(refused))
     return jsonify(payment=payment.to_dict(), order=ledger.order_dict(order, payment) if order else None)
@@ -192,9 +182,7 @@ def create_order():
         cents = ledger.parse_amount(body.get("amount"))
     except ValueError as exc:
         return _error(400, str(exc))
-    reference = body.get("reference") or ""
-    if not isinstance(reference, str) or len(reference) > 200:
-        return _error(400, "reference must be a string of at most 200 characters")
+    reference = text_field(body, "reference", 200)
     ttl = body.get("ttl_seconds", current_app.config["ORDER_TTL_SECONDS"])
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 10 <= ttl <= 30 * 86400:
         return _error(400, "ttl_seconds must be a number of seconds between 10 and 2592000")
@@ -205,7 +193,7 @@ def create_order():
     return response
 
 
-@api.get("/orders/<int:order_id>")
+@api.get('/orders/<id(name="order_id"):order_id>')
 @admin_required
 def get_order(order_id: int):
     order = db.session.get(Order, order_id)
@@ -237,7 +225,7 @@ def list_deliveries():
     return jsonify(deliveries=[m.to_dict() for m in db.session.execute(query).scalars()])
 
 
-@api.post("/deliveries/<int:message_id>/retry")
+@api.post('/deliveries/<id(name="delivery_id"):message_id>/retry')
 @admin_required
 def retry_delivery(message_id: int):
     """Send a failed or waiting delivery again now (409 when delivered or being sent right now)."""
@@ -279,7 +267,8 @@ def payments_page():
     return render_template("payments.html", admin=True, payments=rows, notices=notices,
                            today=ledger.income_since(china_day_start(0)),
                            week=ledger.income_since(china_day_start(6)),
-                           statuses=PAYMENT_STATUSES, args=request.args, money=amount_to_str, local=_local)
+                           statuses=PAYMENT_STATUSES, args=request.args, filters=filter_args(), money=amount_to_str,
+                           local=_local)
 
 
 @pages.get("/payments.csv")
@@ -325,10 +314,11 @@ def deliveries_page():
     if status:
         query = query.where(OutboxMessage.status == status)
     return render_template("deliveries.html", admin=True, deliveries=db.session.execute(query).scalars().all(),
-                           statuses=outbox.STATUSES, args=request.args, local=_local, redact=outbox.redact)
+                           statuses=outbox.STATUSES, args=request.args, local=_local, redact=outbox.redact,
+                           redact_text=outbox.redact_text)
 
 
-@pages.post("/deliveries/<int:message_id>/retry")
+@pages.post('/deliveries/<id(name="delivery_id"):message_id>/retry')
 def retry_delivery_form(message_id: int):
     """The page's retry button (a form post with the CSRF token)."""
     if not is_admin():

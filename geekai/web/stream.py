@@ -10,14 +10,16 @@ import json
 import threading
 import time
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request, session
 
+from .. import admin_session
 from ..bot.store import change_signal
 from ..db import db, isoformat, utcnow
 from ..models import BotEvent
 from ..alerts.views import summary as alerts_summary
 from .api import current_state
-from .auth import admin_required
+from .auth import admin_required, bearer_ok
+from .params import last_event_id
 from .stats import bot_stats
 
 bp = Blueprint("stream", __name__, url_prefix="/api/bot")
@@ -73,7 +75,7 @@ def bot_stream():
         response = jsonify(error=f"{slots.size} live pages are open already; poll /api/bot instead")
         return response, 503, {"Retry-After": "30"}
     try:
-        response = Response(messages(app, last_id, gone), mimetype="text/event-stream",
+        response = Response(messages(app, last_id, gone, signed_in_check(app)), mimetype="text/event-stream",
                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
         # On close, not in the generator's `finally`: a generator that never started has no finally.
         response.call_on_close(_once(slots.give))
@@ -94,14 +96,22 @@ def _once(func):
     return run
 
 
-def last_event_id() -> int | None:
-    """The id the browser last saw, from its reconnect header (or ?last_id= for tests)."""
-    value = request.headers.get("Last-Event-ID") or request.args.get("last_id") or ""
-    return int(value) if value.isascii() and value.isdigit() else None
+def signed_in_check(app):
+    """For a stream opened with the admin's cookie: whether that sign-in still holds (a logout
+    or a new password ends it). A bearer token's stream holds as long as the token."""
+    if bearer_ok():
+        return lambda: True
+    signed_in_as = session.get("v")
+
+    def still_signed_in() -> bool:
+        with app.app_context():
+            return admin_session.current_version(app.config) == signed_in_as
+    return still_signed_in
 
 
-def messages(app, last_id: int | None, gone):
-    """The stream: a snapshot at once, then one per change, a ping when quiet; ends when `gone`."""
+def messages(app, last_id: int | None, gone, still_signed_in=lambda: True):
+    """The stream: a snapshot at once, then one per change, a ping when quiet; ends when `gone`,
+    or before the next message once the admin's sign-in has ended."""
     signal = change_signal(app)
     ending = app.extensions.setdefault("geekai.streams_ending", threading.Event())
     version = signal.version  # read before the snapshot, so no change slips between the two
@@ -113,6 +123,9 @@ def messages(app, last_id: int | None, gone):
         seen = signal.wait(version, LIVENESS_SECONDS)
         if ending.is_set():
             return
+        if seen != version or time.monotonic() - quiet_since >= HEARTBEAT_SECONDS:
+            if not still_signed_in():
+                return
         if seen != version:
             version = seen
             text, last_id = snapshot(app, last_id, version)
