@@ -13,6 +13,7 @@ from .. import jobs
 from ..file_modes import tighten_session_caches
 from . import commands, states
 from .lease import Lease, describe
+from .state_cache import state_cache
 from .store import StateStore, change_signal
 from .supervisor import BotSupervisor
 
@@ -64,6 +65,7 @@ class BotRuntime:
     def start(self) -> None:
         """Start the scheduler: the bot and the jobs if this process leads, else a watch for the lease."""
         self.scheduler.start()
+        state_cache(self.app).kept = True  # by the store's writes here, or by the watch below
         self.scheduler.add_job(self._lease_tick, "interval", seconds=self.lease.seconds / 3, id="bot-lease",
                                max_instances=1, coalesce=True)
         if self.lease.held:
@@ -79,7 +81,9 @@ class BotRuntime:
             self.store.flush(COMMAND_WAIT)  # the answer shows the new state once it is written
             return outcome
         with self.app.app_context():
-            return commands.wait_for_outcome(commands.enqueue(command, actor, args), COMMAND_WAIT)
+            outcome = commands.wait_for_outcome(commands.enqueue(command, actor, args), COMMAND_WAIT)
+            state_cache(self.app).load()  # the answer shows what the leader wrote, not the watch's last look
+            return outcome
 
     # -- leading and following ---------------------------------------------------------------
     def _replace_previous_state(self, acquired, at_start: bool) -> None:
@@ -119,6 +123,7 @@ class BotRuntime:
 
     def _follow(self) -> None:
         self.leading = False
+        self._seen_change = None  # the first look reloads the cached state
         self.scheduler.add_job(self._watch_changes, "interval", seconds=FOLLOWER_WATCH_SECONDS, id="bot-watch",
                                max_instances=1, coalesce=True, replace_existing=True)
 
@@ -148,6 +153,12 @@ class BotRuntime:
         """A follower's live pages learn of the leader's writes from the database."""
         change = self.store.last_change()
         if change is not None and change != self._seen_change:
+            try:
+                with self.app.app_context():
+                    state_cache(self.app).load()
+            except Exception:
+                logger.exception("could not read the bot state the leading process wrote")
+                return  # looked at again at the next tick
             self._seen_change = change
             change_signal(self.app).notify()
 

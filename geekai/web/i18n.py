@@ -155,6 +155,8 @@ def init_app(app) -> None:
         if asked in LANGUAGES:
             response.set_cookie("lang", asked, max_age=365 * 86400, samesite="Lax")
         # The same URL answers in two languages.
-        response.vary.add("Accept-Language")
-        response.vary.add("Cookie")
+        if "Vary" in response.headers:
+            response.vary.update(("Accept-Language", "Cookie"))
+        else:  # most answers: one header set, without parsing and rewriting it twice
+            response.headers["Vary"] = "Accept-Language, Cookie"
         return response
