@@ -130,14 +130,27 @@ def enqueue(topic: str, transport: str, target: str, payload: dict | str, *, key
         return message
     # INSERT ... ON CONFLICT DO NOTHING: a concurrent producer of the same key can neither make
     # this raise nor roll back the caller's rows.
-    insert = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(OutboxMessage).values(**values) \
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    if db.session.get_bind(mapper=OutboxMessage).dialect.insert_returning:
-        return db.session.scalars(insert.returning(OutboxMessage)).first()
-    result = db.session.execute(insert)
+    returning = db.session.get_bind(mapper=OutboxMessage).dialect.insert_returning
+    insert = _insert_once(dialect, returning)
+    if returning:
+        return db.session.scalars(insert, values).first()
+    result = db.session.execute(insert, values)
     if result.rowcount != 1:
         return None
     return db.session.execute(db.select(OutboxMessage).where(OutboxMessage.idempotency_key == key)).scalar_one()
+
+
+_INSERTS: dict = {}
+
+
+def _insert_once(dialect: str, returning: bool):
+    """The INSERT ... ON CONFLICT DO NOTHING of `enqueue`, built once per dialect (the values are its
+    parameters): building it for each message cost more than running it."""
+    if (dialect, returning) not in _INSERTS:
+        insert = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(OutboxMessage) \
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        _INSERTS[dialect, returning] = insert.returning(OutboxMessage) if returning else insert
+    return _INSERTS[dialect, returning]
 
 
 def retry(message_id: int) -> bool:
