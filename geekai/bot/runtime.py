@@ -5,10 +5,6 @@ import contextlib
 import logging
 import os
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.base import JobLookupError
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from .. import jobs
 from ..file_modes import tighten_session_caches
 from . import commands, states
@@ -43,13 +39,9 @@ class BotRuntime:
         self.enabled = app.config["BOT_ENABLED"]
         self.lease = Lease(app, app.config["BOT_LEASE_SECONDS"])
         self.store = StateStore(app, guard=self.lease.guard)
-        self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(4)},
-            job_defaults={"coalesce": True, "max_instances": 1},
-            timezone="UTC",
-        )
+        self.scheduler = None   # made by start(): APScheduler stays off the way to the first answer
         # The backend is made when this process leads: a demo's emulator starts in one process only.
-        self.supervisor = BotSupervisor(None, self.store, self.scheduler, app.config)
+        self.supervisor = BotSupervisor(None, self.store, None, app.config)
         self.supervisor.handlers.extend(jobs.message_handlers(app))
         self.leading = False
         self._seen_change = None
@@ -64,6 +56,14 @@ class BotRuntime:
 
     def start(self) -> None:
         """Start the scheduler: the bot and the jobs if this process leads, else a watch for the lease."""
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.scheduler = self.supervisor.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(4)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone="UTC",
+        )
         self.scheduler.start()
         state_cache(self.app).kept = True  # by the store's writes here, or by the watch below
         self.scheduler.add_job(self._lease_tick, "interval", seconds=self.lease.seconds / 3, id="bot-lease",
@@ -163,6 +163,8 @@ class BotRuntime:
             change_signal(self.app).notify()
 
     def _remove_job(self, job_id: str) -> None:
+        from apscheduler.jobstores.base import JobLookupError
+
         with contextlib.suppress(JobLookupError):
             self.scheduler.remove_job(job_id)
 
@@ -170,7 +172,7 @@ class BotRuntime:
         """Stop the bot and the scheduler, give the lease up; True when no attempt is still in flight."""
         if self.enabled and self.leading:
             self.supervisor.stop(actor="system", reason="service shutting down")
-        if self.scheduler.running:
+        if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         finished = self.supervisor.join(grace)
         self.store.close(grace)
