@@ -46,7 +46,34 @@ def render(results: list[dict], started: str, load_before: str, load_after: str,
     for result in results:
         lines += ["", f"## {result['title']}", "", result["what"], "", result["table"], "",
                   f"Reproduce: `{result['command']}`."]
+    lines += ["", BACKGROUND]
     return "\n".join(lines) + "\n"
+
+
+# What the former docs/benchmarks.md and docs/first-answer.md said that a run does not measure.
+BACKGROUND = """## How to read these figures
+
+- **Ratios, not absolute numbers.** The machine is usually shared: each benchmark runs its
+  peer or baseline in the same run, interleaved round by round, and reports the median ratio
+  with its min–max. The load average above says how busy the machine was; on a loaded machine
+  the spread is wide and the absolute numbers low, but both sides pay the same.
+- **The first answer.** `python app.py` checks the configuration (Flask only), binds the socket
+  with waitress and answers `/healthz` from a small WSGI shim (`geekai/server.py`, `WarmingApp`)
+  while SQLAlchemy, the models and the bot's runtime load in a thread: `/healthz` is the bare
+  Flask figure, whatever the bot does. `/readyz` needs the whole app (database layer, models,
+  blueprints, the previous process's state row replaced); requests in that window wait rather
+  than fail or see a stale state. wxpy and itchat load with the first login attempt, APScheduler
+  when the runtime starts (after the first answer), `requests` with the outbox's first send; a
+  new, empty database gets its tables at once (stamped with the newest migration) instead of
+  running every migration. What is left on the way to `/readyz` is mostly importing SQLAlchemy.
+- **Receipts.** The handler runs in one thread, as wxpy's listener calls it; each receipt is two
+  commits (the raw notice first, so a crash loses nothing; then the booking), on file SQLite in
+  WAL mode with `synchronous=NORMAL`, as the service runs; callbacks are only queued, not sent.
+  Earlier single-machine figures (646 receipts/s on 2026-11-28, 413/s on another day under
+  load) were absolute numbers from quieter or busier machines: compare the ratios instead.
+- **GET /api/bot.** The state comes from the copy the state store keeps at each write
+  (`geekai/bot/state_cache.py`); what is left per request is Flask and waitress themselves, the
+  bearer check, the session, CSRF, metrics, language and security headers."""
 
 
 def main() -> None:

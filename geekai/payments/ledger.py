@@ -29,10 +29,11 @@ SECRET_KEY_NAME = "PAYMENT_CALLBACK_SECRET"
 MAX_NOTE_SCAN = 256
 _NOTE_NOISE = re.compile(r"[\s\-_·.,:：，。]+")
 # What each receipt runs, built once (see recorder.py).
-_MATCHING_ORDERS = (db.select(Order).where(Order.code.in_(bindparam("codes", expanding=True)), Order.status == PENDING,
-                                           Order.amount_cents == bindparam("amount_cents"),
-                                           Order.expires_at >= bindparam("received_at")).order_by(Order.id))
 _orders, _payments = Order.__table__, Payment.__table__
+_MATCHING_ORDERS = (_orders.select().where(_orders.c.code.in_(bindparam("codes", expanding=True)),
+                                           _orders.c.status == PENDING,
+                                           _orders.c.amount_cents == bindparam("amount_cents"),
+                                           _orders.c.expires_at >= bindparam("received_at")).order_by(_orders.c.id))
 _PAY_ORDER = (update(_orders).where(_orders.c.id == bindparam("order_id"), _orders.c.status == PENDING)
               .values(status=PAID, payment_id=bindparam("paid_with"), paid_at=bindparam("paid_at")))
 _MATCH_PAYMENT = (update(_payments).where(_payments.c.id == bindparam("payment_id"))
@@ -70,7 +71,7 @@ def emit(event_type: str, key: str, data: dict) -> None:
     if not url:
         return
     body = {"id": key, "type": event_type, "created_at": isoformat(utcnow()), "data": data}
-    outbox.enqueue(event_type, "http", url, body, key=key, sign_with=SECRET_KEY_NAME)
+    outbox.queue(event_type, "http", url, body, key=key, sign_with=SECRET_KEY_NAME)
 
 
 def emit_order(event_type: str, order: Order, payment: Payment | None = None) -> None:
@@ -117,16 +118,18 @@ def match_order(payment: Payment) -> Order | None:
     """Mark the pending order whose code is in the note and whose amount is the payment's as paid.
 
     Runs inside the caller's transaction (the one that inserted the payment, with a statement:
-    `payment` is the row as written, outside the session), and records the match in both.
+    `payment` is the row as written, outside the session), and records the match in both; the
+    order returned is the row as updated, outside the session too.
     """
     text = normalize_note(payment.note)[:MAX_NOTE_SCAN]
     # Every code-long piece of the note: one indexed lookup, however many orders are pending.
     pieces = {text[i:i + CODE_LENGTH] for i in range(len(text) - CODE_LENGTH + 1)}
     if not pieces:
         return None
-    candidates = db.session.execute(_MATCHING_ORDERS, {"codes": sorted(pieces), "amount_cents": payment.amount_cents,
-                                                       "received_at": payment.received_at}).scalars().all()
-    for order in candidates:
+    rows = db.session.connection().execute(_MATCHING_ORDERS, {
+        "codes": sorted(pieces), "received_at": payment.received_at, "amount_cents": payment.amount_cents,
+    }).mappings().all()
+    for order in (Order(**row) for row in rows):   # as read, outside the session (like `payment`)
         if _mark_paid(order, payment):
             db.session.connection().execute(_MATCH_PAYMENT, {"payment_id": payment.id, "matched_order": order.id})
             payment.status, payment.order_id = MATCHED, order.id
