@@ -34,6 +34,14 @@ class PerRequestSecureSessions(SecureCookieSessionInterface):
             return self.session_class()
         return super().open_session(app, request)
 
+    def save_session(self, app, session, response) -> None:
+        # An empty session nobody changed sets no cookie: skip working out the cookie's options.
+        if not session and not session.modified:
+            if session.accessed:
+                response.vary.add("Cookie")
+            return
+        super().save_session(app, session, response)
+
 
 def init_app(app) -> None:
     """Install the session interface."""

@@ -151,7 +151,7 @@ def init_app(app) -> None:
 
     @app.after_request
     def remember(response):
-        asked = request.args.get("lang")
+        asked = request.args.get("lang") if b"lang=" in request.query_string else None
         if asked in LANGUAGES:
             response.set_cookie("lang", asked, max_age=365 * 86400, samesite="Lax")
         # The same URL answers in two languages.
