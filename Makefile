@@ -6,9 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run demo demo-ilink test bench clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	# the `geekai` command (.venv/bin/geekai bot status), running this checkout's code
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 run: $(STAMP)  ## set up and start the service on http://127.0.0.1:5000

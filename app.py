@@ -14,6 +14,9 @@ from geekai.config import ConfigError, check
 
 
 DEMO_BACKENDS = {"wechat": "demo", "ilink": "demo-ilink"}
+HERE = os.path.dirname(os.path.abspath(__file__))
+# A demo's logins, history and made-up payments never mix with the real service's (instance/).
+DEMO_INSTANCES = {"wechat": "demo", "ilink": "demo-ilink"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -21,7 +24,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("GEEKAI_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=os.environ.get("GEEKAI_PORT", "5000"))
     parser.add_argument("--instance", default=os.environ.get("GEEKAI_INSTANCE_PATH"),
-                        help="folder for the database, config.py, secrets and the session cache")
+                        help="folder for the database, config.py, secrets and the session cache (default: "
+                             "instance/, or instance/demo/ and instance/demo-ilink/ with --demo)")
     parser.add_argument("--demo", nargs="?", const="wechat", choices=("wechat", "ilink"),
                         help="run the bot against a built-in emulator: web WeChat's (BOT_BACKEND=demo, the "
                              "default) or iLink's (`--demo ilink`, BOT_BACKEND=demo-ilink)")
@@ -31,11 +35,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def instance_folder(args: argparse.Namespace) -> str:
+    """--instance (or GEEKAI_INSTANCE_PATH), else instance/, or a demo's own folder inside it."""
+    if args.instance:
+        return os.path.abspath(args.instance)
+    if args.demo:
+        return os.path.join(HERE, "instance", DEMO_INSTANCES[args.demo])
+    return os.path.join(HERE, "instance")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logs.configure()
     overrides = {"BOT_BACKEND": DEMO_BACKENDS[args.demo]} if args.demo else None
-    instance = os.path.abspath(args.instance or os.path.join(os.path.dirname(os.path.abspath(__file__)), "instance"))
+    instance = instance_folder(args)
     try:
         config = check(instance, overrides)
     except ConfigError as exc:

@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
     """Build the app: config, database, blueprints. Starts nothing in the background."""
+    from flask import Flask  # here, so that `python -m geekai` can say in one line that Flask is missing
+
     instance_path = instance_path or os.environ.get("GEEKAI_INSTANCE_PATH") or os.path.join(ROOT, "instance")
     app = Flask(
         __name__,

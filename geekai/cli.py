@@ -7,6 +7,7 @@ server, over SSH, and from a deploy script. Exit codes are for scripts:
 """
 from __future__ import annotations
 
+import functools
 import http.client
 import io
 import json
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 import click
 
 from . import ROOT
+from .display_time import LABEL, shown
 
 DEFAULT_URL = "http://127.0.0.1:5000"
 LOGGED_IN, NOT_LOGGED_IN, TROUBLE = 0, 1, 2
@@ -121,19 +123,74 @@ def find_token(instance: str | None) -> str | None:
     from .instance_secrets import read_stored
 
     folder = instance or os.environ.get("GEEKAI_INSTANCE_PATH") or os.path.join(ROOT, "instance")
-    return read_stored(folder).get("API_TOKEN")
+    try:
+        stored = read_stored(folder)
+    except (OSError, ValueError) as exc:
+        raise ServiceError(f"cannot read the API token from {os.path.join(folder, 'secrets.json')} "
+                           f"({type(exc).__name__}: {exc}); set GEEKAI_API_TOKEN instead") from None
+    token = stored.get("API_TOKEN") if isinstance(stored, dict) else None
+    return token if isinstance(token, str) else None
+
+
+def default_url() -> str:
+    """GEEKAI_URL, else the address `python app.py` serves on: GEEKAI_HOST and GEEKAI_PORT."""
+    if os.environ.get("GEEKAI_URL"):
+        return os.environ["GEEKAI_URL"]
+    host = os.environ.get("GEEKAI_HOST") or "127.0.0.1"
+    if host in ("0.0.0.0", "::", "*"):  # listening everywhere: ask it on loopback
+        host = "127.0.0.1"
+    port = os.environ.get("GEEKAI_PORT") or "5000"
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ServiceError(f"GEEKAI_PORT must be a port number from 1 to 65535, not {port!r}")
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class Connection:
+    """Where the service is and whose token to use: set on `bot` or on any subcommand, later wins."""
+
+    def __init__(self):
+        self.url: str | None = None
+        self.instance: str | None = None
+        self._client: Client | None = None
+
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.url or default_url(), find_token(self.instance))
+        return self._client
+
+
+def _remember(context, param, value):
+    if value is not None:
+        setattr(context.ensure_object(Connection), param.name, value)
+    return value
+
+
+def connection_options(command):
+    """--url and --instance, accepted before the subcommand (`bot --instance D status`) and after it."""
+    command = click.option("--url", default=None, expose_value=False, callback=_remember, is_eager=True,
+                           help=f"the running service (default: GEEKAI_URL, else http://GEEKAI_HOST:GEEKAI_PORT, "
+                                f"else {DEFAULT_URL})")(command)
+    return click.option("--instance", type=click.Path(file_okay=False), default=None, expose_value=False,
+                        callback=_remember, is_eager=True,
+                        help="instance folder to read the API token from (default: GEEKAI_INSTANCE_PATH, else "
+                             f"{os.path.join(ROOT, 'instance')}, the checkout's own, whatever the current "
+                             "directory)")(command)
+
+
+def pass_client(command):
+    """Call the command with the Client its options (or its group's) name."""
+    @functools.wraps(command)
+    def call(*args, **kwargs):
+        return command(click.get_current_context().find_object(Connection).client(), *args, **kwargs)
+    return connection_options(call)
 
 
 @click.group("bot")
-@click.option("--url", envvar="GEEKAI_URL", default=DEFAULT_URL, show_default=True,
-              help="the running service (env GEEKAI_URL)")
-@click.option("--instance", type=click.Path(file_okay=False), default=None,
-              help="instance folder to read the API token from (default: GEEKAI_INSTANCE_PATH, else "
-                   f"{os.path.join(ROOT, 'instance')}, the checkout's own, whatever the current directory)")
+@connection_options
 @click.pass_context
-def bot(context, url: str, instance: str | None):
+def bot(context):
     """Ask the running geekai service about its WeChat bot."""
-    context.obj = Client(url, find_token(instance))
+    context.ensure_object(Connection)
 
 
 def _describe(state: dict) -> str:
@@ -143,7 +200,7 @@ def _describe(state: dict) -> str:
     if state.get("reason"):
         text += f": {state['reason']}"
     if state.get("since"):
-        text += f" (since {state['since']})"
+        text += f" (since {shown(state['since'])} {LABEL})"
     return text
 
 
@@ -153,7 +210,7 @@ def _exit_code(state: str) -> int:
 
 @bot.command()
 @click.option("--json", "as_json", is_flag=True, help="print the state as JSON")
-@click.pass_obj
+@pass_client
 def status(client: Client, as_json: bool):
     """Show the bot's state. Exit 0 logged in, 1 not logged in, 2 error or unreachable."""
     try:
@@ -171,7 +228,7 @@ def status(client: Client, as_json: bool):
 @click.option("--timeout", type=click.FloatRange(min=0), default=300, show_default=True,
               help="seconds to wait for logged_in (with --wait) or for a QR (without)")
 @click.option("--invert", is_flag=True, help="draw the QR for a terminal with a light background")
-@click.pass_obj
+@pass_client
 def login(client: Client, wait: bool, timeout: float, invert: bool):
     """Start a login and print the QR to scan; with --wait, wait until logged in."""
     status_code, answer = client.json("POST", "/api/bot/login", ok=(202, 409))
@@ -198,7 +255,8 @@ def login(client: Client, wait: bool, timeout: float, invert: bool):
             if png and png != shown_qr:
                 shown_qr = png
                 click.echo(render_qr(png, invert=invert))
-                click.echo(f"scan this QR with WeChat on the bot's phone (expires {state.get('qr_expires_at')})")
+                click.echo(f"scan this QR with WeChat on the bot's phone (expires {shown(state.get('qr_expires_at'))} "
+                           f"{LABEL})")
                 if not wait:
                     sys.exit(0)  # the QR is out; the deploy script goes on
         elif name != shown_state and name in ("waiting_for_confirm", "retrying", "starting"):
@@ -241,7 +299,7 @@ def _qr_png(client: Client) -> bytes:
 
 
 @bot.command()
-@click.pass_obj
+@pass_client
 def logout(client: Client):
     """Log the bot out at WeChat and forget its session (a new login needs a scan)."""
     _, state = client.json("POST", "/api/bot/logout", ok=(202,))
@@ -251,7 +309,7 @@ def logout(client: Client):
 @bot.command()
 @click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the events as JSON")
-@click.pass_obj
+@pass_client
 def events(client: Client, limit: int, as_json: bool):
     """The bot's latest state transitions, newest first."""
     _, answer = client.json("GET", f"/api/bot/events?limit={limit}")
@@ -260,8 +318,10 @@ def events(client: Client, limit: int, as_json: bool):
     if as_json:
         click.echo(json.dumps(answer["events"], ensure_ascii=False, indent=1))
         return
+    click.echo(f"{'time (' + LABEL + ')':<19}  {'from':>19} -> {'to':<19}  {'by':<12}  reason")
     for event in answer["events"]:
-        click.echo(f"{event['at']}  {event['from']:>19} -> {event['to']:<19}  {event['actor']:<12}  {event['reason']}")
+        click.echo(f"{shown(event['at'])}  {event['from']:>19} -> {event['to']:<19}  {event['actor']:<12}  "
+                   f"{event['reason']}")
 
 
 # -- the QR in a terminal ----------------------------------------------------------------------

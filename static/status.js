@@ -6,6 +6,9 @@
   var box = document.getElementById("bot");
   if (!box) { return; }
   var T = JSON.parse(document.getElementById("page-texts").textContent);
+  // Reasons, actors and incident kinds come in English and Chinese (geekai/web/reasons.py).
+  var ZH = document.documentElement.lang === "zh-CN";
+  function shown(row, field) { return (ZH && row[field + "_zh"]) || row[field]; }
   var POLL_MS = 2000;
   var STREAM_RETRY_MS = 30000;
   var FIRST_MESSAGE_MS = 5000;   // a stream that shows nothing this long is being buffered
@@ -21,12 +24,19 @@
   // ----- small helpers ------------------------------------------------------------------
   function $(id) { return document.getElementById(id); }
   function pad(n) { return (n < 10 ? "0" : "") + n; }
+  // Every time is China time (UTC+8, no daylight saving), as on the other pages and in the CLI
+  // (geekai/display_time.py): the same wall clock whatever this device's zone.
+  var UTC_OFFSET_MS = 8 * 3600 * 1000;
   function localTime(iso) {
     if (!iso) { return "—"; }
-    var d = new Date(iso);
+    var d = new Date(Date.parse(iso) + UTC_OFFSET_MS);
     if (isNaN(d)) { return iso; }
-    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
-      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+    return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " +
+      pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds());
+  }
+  function hourMinute(date) {
+    var d = new Date(date.getTime() + UTC_OFFSET_MS);
+    return pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes());
   }
   function setTime(el, iso) {
     el.setAttribute("datetime", iso || "");
@@ -56,12 +66,15 @@
     box.querySelectorAll("[data-when]").forEach(function (el) {
       el.hidden = el.dataset.when.split(" ").indexOf(s.state) < 0;
     });
+    box.querySelectorAll("button[data-enabled-in]").forEach(function (button) {
+      button.disabled = button.dataset.enabledIn.split(" ").indexOf(s.state) < 0;
+    });
     if (qrChanged) { $("qr").src = $("qr").dataset.url + "?t=" + encodeURIComponent(s.since); }
     $("qr-countdown").dataset.deadline = s.qr_expires_at || "";
     $("retry-countdown").dataset.deadline = s.next_retry_at || "";
     renderVerify(s.verify_code || "");
     $("nickname").textContent = s.account || "";
-    $("reason").textContent = s.reason || "—";
+    $("reason").textContent = shown(s, "reason") || "—";
     $("account").textContent = s.account || "—";
     $("attempt").textContent = s.attempt;
     box.querySelectorAll("time.since").forEach(function (el) { setTime(el, s.since); });
@@ -87,6 +100,8 @@
 
   function tick() {
     var qr = $("qr-countdown"), retry = $("retry-countdown");
+    qr.hidden = retry.hidden = lostSince !== null;  // a countdown from a state nobody vouches for
+    if (lostSince !== null) { return; }
     if (qr.dataset.deadline) {
       var left = (new Date(qr.dataset.deadline) - Date.now()) / 1000;
       qr.textContent = left > 0 ? T.qr_expires_in.replace("{t}", clock(left)) : T.qr_expired_wait;
@@ -105,14 +120,14 @@
     var when = document.createElement("time");
     setTime(when, e.at);
     var change = document.createElement("td");
-    [["state-" + e.from, e.from], [null, " → "], ["state-" + e.to, e.to]].forEach(function (part) {
+    [["state-" + e.from, T[e.from] || e.from], [null, " → "], ["state-" + e.to, T[e.to] || e.to]].forEach(function (part) {
       var span = document.createElement("span");
       if (part[0]) { span.className = part[0]; }
       span.textContent = part[1];
       change.appendChild(span);
     });
     var reason = document.createElement("td");
-    reason.textContent = e.reason;
+    reason.textContent = shown(e, "reason");
     if (e.detail) {
       var details = document.createElement("details"), summary = document.createElement("summary"),
         pre = document.createElement("pre");
@@ -123,7 +138,7 @@
     }
     var cells = [document.createElement("td"), change, reason, document.createElement("td")];
     cells[0].appendChild(when);
-    cells[3].textContent = e.actor;
+    cells[3].textContent = shown(e, "actor");
     row.append.apply(row, cells);
     return row;
   }
@@ -160,7 +175,8 @@
   function renderAlerts(alerts) {
     if (!alerts) { return; }
     var incident = alerts.incident, open = $("open-incident");
-    open.textContent = incident ? "#" + incident.id + " " + incident.kind + ": " + incident.reason : open.dataset.none;
+    open.textContent = incident ? "#" + incident.id + " " + (ZH ? incident.kind_zh : incident.kind_en) + ": " + shown(incident, "reason")
+      : open.dataset.none;
     $("alerts-pending").textContent = alerts.deliveries.pending;
     var failed = $("alerts-failed");
     failed.textContent = alerts.deliveries.failed;
@@ -176,11 +192,24 @@
     refreshPhone();
   }
 
+  // Nothing answers (neither the stream nor a poll): the page cannot vouch for what it shows. The
+  // service line says since when, the QR goes (it may be dead), countdowns stop; all comes back
+  // with the next answer.
+  var lostSince = null;
+  var serviceLine = $("service-line"), serviceUp = serviceLine.textContent;
   function setMode(next) {
     mode = next;
     var el = $("live-mode");
     el.dataset.mode = next;
     el.textContent = next === "live" ? "● " + T.live : next === "polling" ? "○ " + T.polling : T.offline;
+    var lost = next === "offline";
+    if (lost && lostSince === null) { lostSince = new Date(); }
+    if (!lost) { lostSince = null; }
+    document.body.classList.toggle("connection-lost", lost);
+    serviceLine.className = lost ? "up lost" : "up";
+    serviceLine.textContent = lost ? "✖ " + T.connection_lost_since.replace("{t}", hourMinute(lostSince)) : serviceUp;
+    $("qr").hidden = lost;
+    tick();
   }
 
   // ----- polling, the fallback --------------------------------------------------------------
@@ -239,8 +268,10 @@
   }, 1000);
 
   // ----- controls ---------------------------------------------------------------------------
-  function submit(form) {
-    return fetch(form.action, { method: "POST", credentials: "same-origin", body: new FormData(form),
+  function submit(form, submitter) {
+    // A button with its own formaction (the phone's forged payment) posts the same fields elsewhere.
+    var action = (submitter && submitter.getAttribute("formaction")) || form.action;
+    return fetch(action, { method: "POST", credentials: "same-origin", body: new FormData(form),
       headers: { Accept: "application/json" } })
       .then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (body) {
@@ -257,6 +288,8 @@
   document.querySelectorAll("form.control").forEach(function (form) {
     form.addEventListener("submit", function (event) {
       event.preventDefault();
+      var question = form.querySelector("button").dataset.confirm;
+      if (question && !window.confirm(question)) { return; }
       // Polling: look now, restarting the one polling chain rather than adding another.
       submit(form).then(function () { showError(null); if (mode !== "live") { stopPolling(); startPolling(); } })
         .catch(showError);
@@ -310,7 +343,8 @@
     phone.querySelectorAll("form.phone-action").forEach(function (form) {
       form.addEventListener("submit", function (event) {
         event.preventDefault();
-        submit(form).then(function (view) {
+        submit(form, event.submitter).then(function (view) {
+          showError(null);
           renderPhone(view);
           if (form.classList.contains("send")) { $("phone-text").value = ""; }
         }).catch(showError);

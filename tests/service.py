@@ -43,7 +43,7 @@ class Service:
         request = urllib.request.Request(self.url + path)
         if token:
             request.add_header("Authorization", f"Bearer {token}")
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=15) as response:  # a loaded machine is slow, not broken
             return json.load(response)
 
     def token(self) -> str:

@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ADMIN_PASSWORD, API_TOKEN, ROOT_DIR
+from conftest import ADMIN_PASSWORD, API_TOKEN, ROOT_DIR, wait_for
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 HAVE_BROWSER = os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)
@@ -146,6 +146,16 @@ def sign_in(driver, url, lang="en"):
     wait_until(driver, lambda d: d.find_elements(By.ID, "bot"), message="no status page after sign-in")
 
 
+def api(svc, method: str, path: str, body: dict | None = None) -> dict:
+    """The service's JSON API with the bearer token."""
+    import json
+
+    request = urllib.request.Request(svc.url + path, method=method, data=json.dumps(body).encode() if body else None,
+                                     headers={"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
 def visible(driver, element_id) -> bool:
     return driver.find_element(By.ID, element_id).is_displayed()
 
@@ -183,7 +193,7 @@ def test_admin_scans_and_confirms_and_the_page_follows_without_reload(server, br
     assert browser.find_element(By.ID, "nickname").text == emulator.nickname
     assert browser.find_element(By.ID, "online").text == "Bot is online"
     history = browser.find_element(By.ID, "events").text
-    assert "waiting_for_confirm → logged_in" in history
+    assert "waiting for confirm → logged in" in history  # the states by name, as the badge shows them
     assert browser.find_element(By.CSS_SELECTOR, '#counters tr[data-window="24h"] [data-field="logins"]').text == "1"
     assert same_page(browser)
     shoot(browser, "04-logged-in")
@@ -199,13 +209,36 @@ def test_controls_stop_start_and_logout_are_recorded_with_the_actor(server, brow
     sign_in(browser, svc.url)
     wait_for_page_state(browser, "waiting_for_scan")
     mark_page(browser)
-    browser.find_element(By.CSS_SELECTOR, 'button[data-command="stop"]').click()
+
+    def button(command, panel=".controls"):
+        return browser.find_element(By.CSS_SELECTOR, f'{panel} button[data-command="{command}"]')
+
+    # Start makes no sense while a QR waits; logging out of WeChat without a login neither.
+    assert not button("start").is_enabled() and button("stop").is_enabled() and button("login").is_enabled()
+    # Stop asks first; "cancel" leaves everything as it was.
+    button("stop").click()
+    assert "receives no messages or payment notices" in browser.switch_to.alert.text
+    browser.switch_to.alert.dismiss()
+    time.sleep(0.5)
+    assert page_state(browser) == "waiting_for_scan"
+    assert "stopped by admin" not in browser.find_element(By.ID, "events").text
+    button("stop").click()
+    browser.switch_to.alert.accept()
     wait_for_page_state(browser, "stopped")
     assert "stopped by admin (web)" in browser.find_element(By.ID, "events").text
-    browser.find_element(By.CSS_SELECTOR, 'button[data-command="start"]').click()
+    assert not button("stop").is_enabled() and button("start").is_enabled()
+    button("start").click()  # no question: nothing is lost by starting
     wait_for_page_state(browser, "waiting_for_scan")
-    browser.find_element(By.CSS_SELECTOR, 'button[data-command="logout"]').click()
+    emulator.scan()
+    wait_for_page_state(browser, "waiting_for_confirm")
+    emulator.confirm()
+    wait_for_page_state(browser, "logged_in")
+    assert not button("login").is_enabled() and not button("start").is_enabled()
+    button("logout").click()
+    assert "not signing out of this page" in browser.switch_to.alert.text
+    browser.switch_to.alert.accept()
     wait_for_page_state(browser, "needs_login")
+    assert not button("logout").is_enabled()
     assert visible(browser, "panel-needs-login")
     shoot(browser, "05-needs-login")
     browser.find_element(By.CSS_SELECTOR, '#panel-needs-login button[data-command="login"]').click()
@@ -248,7 +281,7 @@ def test_demo_phone_panel_drives_the_whole_flow_in_chinese(server, browser, shoo
     mark_page(browser)
 
     browser.find_element(By.ID, "phone-expire").click()  # a new QR replaces the dead one
-    wait_until(browser, lambda d: "refresh 1" in d.find_element(By.ID, "reason").text)
+    wait_until(browser, lambda d: "第 1 次刷新" in d.find_element(By.ID, "reason").text)  # the reason in Chinese
     browser.find_element(By.ID, "phone-scan").click()
     wait_for_page_state(browser, "waiting_for_confirm")
     browser.find_element(By.ID, "phone-confirm").click()
@@ -258,6 +291,18 @@ def test_demo_phone_panel_drives_the_whole_flow_in_chinese(server, browser, shoo
     browser.find_element(By.ID, "phone-send").click()
     wait_until(browser, lambda d: "机器人已收到" in d.find_element(By.ID, "phone-chat").text,
                message="the bot never fetched the text")
+    # A WeChat Pay notice from the phone pays an order; a forged one is rejected.
+    order = api(svc, "POST", "/api/orders", {"amount": "9.90", "reference": "browser"})
+    amount = browser.find_element(By.ID, "phone-amount")
+    amount.clear()
+    amount.send_keys("9.90")
+    browser.find_element(By.ID, "phone-note").send_keys(order["code"])
+    browser.find_element(By.ID, "phone-pay").click()
+    wait_until(browser, lambda d: f"￥9.90 · {order['code']}" in d.find_element(By.ID, "phone-chat").text)
+    assert wait_for(lambda: api(svc, "GET", f"/api/orders/{order['id']}")["status"] == "paid", timeout=10)
+    browser.find_element(By.ID, "phone-forge").click()
+    assert wait_for(lambda: [n for n in api(svc, "GET", "/api/payments/notices")["notices"]
+                             if n["status"] == "rejected"], timeout=10)
     shoot(browser, "07-demo-zh-logged-in")
     browser.set_window_size(390, 1400)  # a phone's width: nothing may stick out sideways
     assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
@@ -288,13 +333,20 @@ def test_page_reconnects_after_the_server_restarts(server, browser, emulator):
     wait_for_page_state(browser, "waiting_for_scan")
     mark_page(browser)
     port = svc.url.rsplit(":", 1)[1]
+    assert visible(browser, "qr") and visible(browser, "qr-countdown")
     svc.stop()
     wait_until(browser, lambda d: d.find_element(By.ID, "live-mode").get_attribute("data-mode") == "offline")
+    # The page cannot vouch for the state any more: no green line, no QR that may be dead, no countdown.
+    line = browser.find_element(By.ID, "service-line").text
+    assert re.fullmatch(r"✖ Connection to the server lost since \d\d:\d\d: what follows is the state before", line), line
+    assert not visible(browser, "qr") and not visible(browser, "qr-countdown")
     again = Server(svc.instance, "--port", port, GEEKAI_WECHAT_BASE_URL=emulator.base_url)
     try:
         wait_until(browser, lambda d: d.find_element(By.ID, "live-mode").get_attribute("data-mode") == "live",
                    timeout=10)
         wait_for_page_state(browser, "waiting_for_scan", timeout=10)
+        assert browser.find_element(By.ID, "service-line").text == "✔ Service is up"
+        wait_until(browser, lambda d: visible(d, "qr") and visible(d, "qr-countdown"))
         emulator.scan()
         wait_for_page_state(browser, "waiting_for_confirm")
         assert same_page(browser)
@@ -333,7 +385,7 @@ def test_the_csp_blocks_nothing_the_pages_use_and_no_other_site_can_frame_them(s
             pass
 
     other_site = ThreadingHTTPServer(("localhost", 0), Framer)  # another origin than 127.0.0.1
-    threading.Thread(target=other_site.serve_forever, daemon=True).start()
+    threading.Thread(target=other_site.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         browser.get(f"http://localhost:{other_site.server_address[1]}/")
 
@@ -405,3 +457,38 @@ def test_ilink_demo_phone_in_chinese(server, browser, shoot):
     wait_until(browser, lambda d: "机器人已收到" in d.find_element(By.ID, "phone-chat").text,
                message="the bot never fetched the text")
     shoot(browser, "12-demo-ilink-zh-logged-in")
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_every_page_fits_a_phone_without_sideways_scrolling(server, browser, lang):
+    """360 and 390 px wide, with the long values that used to push pages sideways: 28-digit
+    transaction ids, long notes and reasons, callback URLs and their errors."""
+    svc = server("--demo", GEEKAI_PAYMENT_CALLBACK_URL="",
+                 GEEKAI_ALERT_WEBHOOK_URL="http://127.0.0.1:9/a-rather-long-webhook-path/that/does/not/answer?key=x")
+    sign_in(browser, svc.url, lang=lang)
+    wait_for_page_state(browser, "waiting_for_scan", timeout=15)
+    browser.find_element(By.ID, "phone-confirm").click()
+    wait_for_page_state(browser, "logged_in", timeout=15)
+    order = api(svc, "POST", "/api/orders", {"amount": "123456.78", "reference": "r" * 60})
+    for note in (order["code"], "备注" * 40, "x" * 100):
+        browser.find_element(By.ID, "phone-note").clear()
+        browser.find_element(By.ID, "phone-note").send_keys(note)
+        browser.find_element(By.ID, "phone-pay").click()
+    browser.find_element(By.ID, "phone-forge").click()
+    assert wait_for(lambda: len(api(svc, "GET", "/api/payments/notices")["notices"]) >= 4, timeout=15)
+    browser.find_element(By.ID, "phone-logout").click()  # an alert incident and its delivery attempts
+    wait_for_page_state(browser, "waiting_for_scan", timeout=15)
+    overflowing = []
+    for width in (360, 390):
+        browser.set_window_size(width, 1400)
+        for path in ("/", "/payments", "/payments?status=rejected", "/orders", "/deliveries"):
+            browser.get(f"{svc.url}{path}")
+            wide = browser.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth, Array.from("
+                "document.querySelectorAll('body *')).filter(function (e) { var r = e.getBoundingClientRect();"
+                " return r.right > window.innerWidth + 1; }).slice(0, 3).map(function (e) {"
+                " return e.tagName + (e.id ? '#' + e.id : '') + '.' + e.className; })]")
+            if wide[0] > wide[1]:
+                overflowing.append((width, path, wide))
+    browser.set_window_size(1200, 1300)
+    assert overflowing == []

@@ -7,13 +7,14 @@ import os
 import subprocess
 import sys
 import threading
+from datetime import datetime, timedelta
 
 import pyqrcode
 import pytest
 
 from conftest import API_TOKEN, ROOT_DIR, log_in_by_scan, record, wait_for
 
-from geekai.__main__ import main
+from geekai.__main__ import group
 from geekai.cli import qr_modules, render_qr
 
 
@@ -73,9 +74,9 @@ def test_token_is_read_from_the_instance_folder(app, serve, monkeypatch):
 
     write_private(secrets_path(app.instance_path), json.dumps({"API_TOKEN": API_TOKEN}).encode())
     monkeypatch.delenv("GEEKAI_API_TOKEN", raising=False)
-    result = CliRunner().invoke(main, ["bot", "--url", serve(app), "--instance", app.instance_path, "status"])
+    result = CliRunner().invoke(group(), ["bot", "--url", serve(app), "--instance", app.instance_path, "status"])
     assert result.exit_code == 1, result.output
-    refused = CliRunner().invoke(main, ["bot", "--url", serve(app), "--instance", "/nonexistent", "status"])
+    refused = CliRunner().invoke(group(), ["bot", "--url", serve(app), "--instance", "/nonexistent", "status"])
     assert refused.exit_code == 2
 
 
@@ -127,9 +128,14 @@ def test_logout_and_events(bot_app, run_bot, emulator, serve, auth):
     result = runner.invoke(args=["bot", "logout"], env=env)
     assert result.exit_code == 0 and result.output.startswith("needs_login")
     events = runner.invoke(args=["bot", "events", "--limit", "2"], env=env)
-    lines = events.output.strip().splitlines()
+    header, *lines = events.output.strip().splitlines()
     assert events.exit_code == 0 and len(lines) == 2
+    assert header.startswith("time (UTC+8)")
     assert "logged_in -> needs_login" in " ".join(lines[0].split()) and "api token" in lines[0]
+    # China time, as on the page: the API's UTC moment plus 8 hours.
+    newest = runner.invoke(args=["bot", "events", "--json", "--limit", "1"], env=env)
+    at = datetime.fromisoformat(json.loads(newest.output)[0]["at"].replace("Z", "+00:00"))
+    assert lines[0].startswith((at + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M:%S"))
     as_json = json.loads(runner.invoke(args=["bot", "events", "--json", "--limit", "1"], env=env).output)
     assert as_json[0]["to"] == "needs_login"
 
@@ -255,7 +261,7 @@ def run_main(url: str, *args, token: str | None = API_TOKEN, instance: str = "/n
     from click.testing import CliRunner
 
     env = {"GEEKAI_API_TOKEN": token or "", "GEEKAI_URL": url}
-    return CliRunner().invoke(main, ["bot", "--instance", instance, *args], env=env)
+    return CliRunner().invoke(group(), ["bot", "--instance", instance, *args], env=env)
 
 
 @pytest.mark.parametrize("reply", [
@@ -313,6 +319,96 @@ def test_help_names_the_instance_folder_the_code_reads(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     monkeypatch.chdir(tmp_path)
-    shown = " ".join(CliRunner().invoke(main, ["bot", "--help"], terminal_width=1000).output.split())
+    shown = " ".join(CliRunner().invoke(group(), ["bot", "--help"], terminal_width=1000).output.split())
     assert "./instance" not in shown
     assert os.path.join(ROOT_DIR, "instance") in shown
+
+
+# -- the command itself: entry point, environment, crashes, where the service is ------------------
+def venv_command() -> str:
+    """The `geekai` command `make` installs next to this Python (pyproject.toml's entry point)."""
+    path = os.path.join(os.path.dirname(sys.executable), "geekai")
+    assert os.access(path, os.X_OK), f"{path} missing: the Makefile installs it (pip install -e .)"
+    return path
+
+
+def run_command(command: list[str], url: str | None = None, cwd: str = "/", **env) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GEEKAI_")}
+    environ.update({"GEEKAI_API_TOKEN": API_TOKEN, "NO_PROXY": "127.0.0.1", **env})
+    if url:
+        environ["GEEKAI_URL"] = url
+    return subprocess.run(command, cwd=cwd, env=environ, capture_output=True, text=True, timeout=60)
+
+
+def test_the_venv_command_runs_from_any_directory(fake_service):
+    url = fake_service({"GET /api/bot": [http(200, {"state": "needs_login", "reason": "scan the QR"})]})
+    done = run_command([venv_command(), "bot", "status"], url=url)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.strip() == "needs_login: scan the QR"
+
+
+def test_a_python_without_the_projects_packages_gets_one_line_and_exit_2():
+    # -S: no site-packages, as with the system's python3 outside the .venv.
+    done = run_command([sys.executable, "-S", "-m", "geekai", "bot", "status"], cwd=ROOT_DIR)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "lacks the project's packages" in done.stderr and ".venv/bin/geekai" in done.stderr
+
+
+def test_a_crash_is_one_line_and_exit_2(fake_service, tmp_path):
+    # A garbled secrets.json is bad input (named); a directory in its place is not even a file.
+    (tmp_path / "garbled").mkdir()
+    (tmp_path / "garbled" / "secrets.json").write_text("{not json")
+    url = fake_service({"GET /api/bot": [http(200, {"state": "logged_in"})]})
+    garbled = run_command([venv_command(), "bot", "status", "--instance", str(tmp_path / "garbled")], url=url,
+                          GEEKAI_API_TOKEN="")
+    assert garbled.returncode == 2 and "Traceback" not in garbled.stderr
+    assert "cannot read the API token from" in garbled.stderr and "secrets.json" in garbled.stderr
+
+
+def test_an_unexpected_error_is_one_line_and_exit_2(monkeypatch, capsys):
+    """What no branch foresaw (a bug) is still exit 2, never a traceback a script reads as 1."""
+    import geekai.__main__ as entry
+    from geekai import cli
+
+    def broken(self):
+        raise RuntimeError("something no branch handles\nsecond line")
+
+    monkeypatch.setattr(cli.Client, "state", broken)
+    monkeypatch.setenv("GEEKAI_API_TOKEN", API_TOKEN)
+    with pytest.raises(SystemExit) as ended:
+        entry.run(["bot", "status"])
+    assert ended.value.code == 2
+    assert capsys.readouterr().err == "geekai: unexpected error: RuntimeError: something no branch handles\n"
+
+
+def test_geekai_host_and_port_say_where_the_service_is(fake_service):
+    url = fake_service({"GET /api/bot": [http(200, {"state": "logged_in", "account": "GeekAI"})]})
+    port = url.rsplit(":", 1)[1]
+    for host in ("127.0.0.1", "0.0.0.0"):  # a service listening everywhere is asked on loopback
+        done = run_command([venv_command(), "bot", "status"], GEEKAI_HOST=host, GEEKAI_PORT=port)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("logged_in as GeekAI")
+    wrong = run_command([venv_command(), "bot", "status"], GEEKAI_PORT="50OO")
+    assert wrong.returncode == 2 and "GEEKAI_PORT must be a port number" in wrong.stderr and "'50OO'" in wrong.stderr
+
+
+def test_instance_and_url_work_before_and_after_the_subcommand(app, serve, fake_service, tmp_path):
+    from click.testing import CliRunner
+
+    from geekai.instance_secrets import secrets_path, write_private
+
+    folder, empty = tmp_path / "cli-instance", tmp_path / "empty"
+    folder.mkdir(), empty.mkdir()
+    write_private(secrets_path(str(folder)), json.dumps({"API_TOKEN": API_TOKEN}).encode())
+    real, other = serve(app), fake_service({"GET /api/bot": [http(500, {"error": "not this one"})]})
+    env = {"GEEKAI_API_TOKEN": "", "GEEKAI_URL": other}
+    for args in (["bot", "--instance", str(folder), "--url", real, "status"],
+                 ["bot", "status", "--instance", str(folder), "--url", real],
+                 ["bot", "--url", other, "--instance", str(empty), "status", "--url", real, "--instance", str(folder)]):
+        result = CliRunner().invoke(group(), args, env=env)
+        assert result.exit_code == 1 and result.output.startswith("stopped"), (args, result.output)  # the app's bot
+    # The folder named last is the one whose token is sent.
+    refused = CliRunner().invoke(group(), ["bot", "--instance", str(folder), "status", "--url", real,
+                                           "--instance", str(empty)], env=env)
+    assert refused.exit_code == 2 and "no API token found" in refused.output

@@ -86,3 +86,73 @@ def test_no_phone_outside_demo_mode(client, auth):
     sign_in(client)
     assert client.get("/api/demo/phone").status_code == 404
     assert client.post("/api/demo/phone/scan", headers=auth).status_code == 404
+
+
+def log_in(admin, auth):
+    wait_for_state(admin, auth, "waiting_for_scan")
+    press(admin, "confirm")
+    wait_for_state(admin, auth, "logged_in")
+
+
+def test_a_payment_notice_from_the_phone_pays_an_order_and_a_forged_one_is_rejected(admin, auth):
+    log_in(admin, auth)
+    order = admin.post("/api/orders", json={"amount": "12.30", "reference": "demo"}, headers=auth).get_json()
+    view = press(admin, "pay", amount="12.30", note=f"订单 {order['code']}").get_json()
+    assert view["ok"] and view["texts"][-1]["text"] == f"￥12.30 · 订单 {order['code']}"
+    assert wait_for(lambda: admin.get(f"/api/orders/{order['id']}", headers=auth).get_json()["status"] == "paid",
+                    timeout=10)
+    payment = admin.get("/api/payments", headers=auth).get_json()["payments"][0]
+    assert payment["amount"] == "12.30" and payment["status"] == "matched" and len(payment["tx_id"]) == 28
+
+    assert press(admin, "forge", amount="500", note="").get_json()["ok"]
+
+    def judged():
+        notices = admin.get("/api/payments/notices", headers=auth).get_json()["notices"]
+        return [n for n in notices if n["status"] == "rejected"]
+    rejected = wait_for(judged, timeout=10)
+    assert len(rejected) == 1 and "VerifyFlag 0" in rejected[0]["reason"]
+    assert len(admin.get("/api/payments", headers=auth).get_json()["payments"]) == 1  # the forgery booked nothing
+
+
+@pytest.mark.parametrize("amount", ["", "abc", "0", "-1", "12.345", "1e3", "NaN", "100000.01"])
+def test_a_payment_needs_a_sensible_amount(admin, auth, amount):
+    log_in(admin, auth)
+    answer = press(admin, "pay", amount=amount)
+    assert answer.status_code == 400 and "amount" in answer.get_json()["error"]
+    assert admin.get("/api/payments/notices", headers=auth).get_json()["notices"] == []
+
+
+def test_paying_a_logged_out_bot_is_not_ok(admin, auth):
+    wait_for_state(admin, auth, "waiting_for_scan")
+    assert press(admin, "pay", amount="1.00").get_json()["ok"] is False
+
+
+def test_the_ilink_demo_has_no_payments(make_app, run_bot):
+    app = make_app(BOT_BACKEND="demo-ilink")
+    run_bot(app)
+    try:
+        client = app.test_client()
+        sign_in(client)
+        assert press(client, "pay", amount="1.00").status_code == 404
+        assert 'id="phone-pay"' not in client.get("/").get_data(as_text=True)
+    finally:
+        app.extensions["geekai.emulator"].stop()
+
+
+@pytest.mark.parametrize("argv, environ, folder", [
+    ([], {}, "instance"),
+    (["--demo"], {}, "instance/demo"),
+    (["--demo", "ilink"], {}, "instance/demo-ilink"),
+    (["--demo", "--instance", "/srv/x"], {}, "/srv/x"),
+    (["--demo"], {"GEEKAI_INSTANCE_PATH": "/srv/y"}, "/srv/y"),
+])
+def test_a_demo_keeps_its_own_instance_folder(monkeypatch, argv, environ, folder):
+    """`make demo` (python app.py --demo): its logins, history and payments stay out of instance/."""
+    import app as entry
+    from conftest import ROOT_DIR
+
+    monkeypatch.delenv("GEEKAI_INSTANCE_PATH", raising=False)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    expected = folder if folder.startswith("/") else f"{ROOT_DIR}/{folder}"
+    assert entry.instance_folder(entry.parse_args(argv)) == expected

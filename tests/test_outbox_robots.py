@@ -31,7 +31,7 @@ def robot():
             self.wfile.write(body)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     state["url"] = f"http://127.0.0.1:{server.server_address[1]}/robot"
     yield state
     server.shutdown()

@@ -124,6 +124,14 @@ def test_uptime_counts_the_state_held_when_the_window_opened(app):
     assert stats["7d"]["logins"] == 1
 
 
+def test_uptime_is_unknown_until_an_hour_was_observed(app):
+    """Just after the first login the service has existed for minutes: no 0.1% over a day it never ran."""
+    start = add_events(app, (0, "stopped", "starting", "system"), (1, "starting", "logged_in", "bot"))
+    with app.app_context():
+        assert bot_stats(now=start + timedelta(minutes=59))["24h"]["uptime_percent"] is None
+        assert bot_stats(now=start + timedelta(minutes=61))["24h"]["uptime_percent"] == round(100 * 60 / 61, 1)
+
+
 def test_uptime_unknown_without_history(app, client, auth):
     assert client.get("/api/bot/stats", headers=auth).get_json()["24h"] == \
         {"logins": 0, "failures": 0, "uptime_percent": None}
@@ -165,10 +173,26 @@ def test_alert_card_shows_open_incident_and_failed_deliveries(make_app):
     sign_in(client)
     html = client.get("/?lang=en").get_data(as_text=True)
     assert re.search(r'id="alert-channels">\s*webhook', html)
-    assert "#1 down: WeChat ended the session" in html
+    assert "#1 bot offline: WeChat ended the session" in html
+    assert "#1 机器人掉线: 微信结束了会话" in client.get("/?lang=zh").get_data(as_text=True)
     assert re.search(r'id="alerts-failed" class="error">1', html) and "see the deliveries" in html
 
 
 def test_alert_card_warns_when_no_channel_is_configured(client):
     sign_in(client)
     assert "nobody hears of a dead bot" in client.get("/?lang=en").get_data(as_text=True)
+
+
+def test_every_time_on_the_pages_is_china_time_and_says_so(app, client):
+    """One rule for the status page, the payments pages and the CLI (geekai/display_time.py)."""
+    from geekai.display_time import shown
+
+    add_events(app, (0, "stopped", "starting", "system"))
+    sign_in(client)
+    for lang, label in (("zh", "北京时间（UTC+8）"), ("en", "China time (UTC+8)")):
+        for path in ("/", "/payments", "/orders", "/deliveries"):
+            assert label in client.get(f"{path}?lang={lang}").get_data(as_text=True), (path, lang)
+    at = client.get("/api/bot/events").get_json()["events"][0]["at"]
+    assert shown(at) in client.get("/").get_data(as_text=True)
+    assert shown("2026-01-01T16:30:00Z") == "2026-01-02 00:30:00"
+    assert shown("2026-01-01T16:30:00") == "2026-01-02 00:30:00"  # naive: UTC, as the database keeps it

@@ -105,7 +105,7 @@ def test_healthcheck_probes_geekai_port_and_never_starts_a_stopped_service(tmp_p
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Healthz)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         assert run_healthcheck(tmp_path, {"GEEKAI_PORT": str(server.server_port)}) == []
     finally:

@@ -11,6 +11,7 @@ from geekai.bot import runtime as bot_runtime
 from geekai.bot.state_cache import state_cache
 from geekai.db import db, utcnow
 from geekai.models import STATE_ROW_ID, BotState
+from geekai.web.reasons import annotate
 from geekai.web.stream import messages
 
 LEASE = {"BOT_LEASE_SECONDS": 1}
@@ -52,7 +53,7 @@ def test_the_state_api_answers_from_the_cache_with_the_latest_write(make_app, au
     assert bot_state_queries(app, client, auth) == []
     with app.app_context():
         row = db.session.get(BotState, STATE_ROW_ID)
-        assert row.to_dict() == bot_state(client, auth), "the cache holds exactly the row"
+        assert annotate(row.to_dict()) == bot_state(client, auth), "the cache holds exactly the row"
 
 
 def test_the_qr_comes_from_the_cache_and_goes_with_the_state(make_app, auth, run_bot):

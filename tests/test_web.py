@@ -40,7 +40,7 @@ def test_wrong_bearer_token_refused(client):
 def test_bearer_token_reads_state(client, auth):
     body = client.get("/api/bot", headers=auth).get_json()
     assert set(body) == {"state", "since", "reason", "detail", "attempt", "next_retry_at", "qr_expires_at", "account",
-                         "verify_code_required", "verify_code"}
+                         "verify_code_required", "verify_code", "reason_code", "reason_params", "reason_zh"}
 
 
 def test_controls_need_a_bot_in_this_process(client, auth):

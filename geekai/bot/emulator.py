@@ -209,6 +209,14 @@ class WeChatEmulator(FakeServer):
         content = html.escape(str(text), quote=False).replace("\n", "<br/>")
         return self.inject_message({"MsgType": 1, "FromUserName": sender, "Content": content})
 
+    def send_payment_notice(self, amount, note=None, forged=False):
+        """Queue a WeChat Pay 收款到账 notice for `amount` (e.g. "12.00") with the payer's note; from the
+        verified official account 微信支付, or (forged) from a friend who renamed themselves so."""
+        from .emulator_payments import receipt_message
+
+        sender = self.friend_username("微信支付") if forged else self.mp_username("微信支付")
+        return self.inject_message(receipt_message(sender, amount, note=note))
+
     def inject_message(self, msg):
         """Queue a raw AddMsgList entry (Content as the server sends it); return the entry."""
         entry = _message_template()

@@ -192,8 +192,8 @@ def make_backend(app):
     base_url = config["WECHAT_BASE_URL"]
     if config["BOT_BACKEND"] == "demo":
         from .emulator import WeChatEmulator
-        base_url = _demo(app, WeChatEmulator(login_poll_hold=1.0, synccheck_hold=5.0,
-                                             qr_lifetime=config["BOT_QR_LIFETIME"]))
+        base_url = _demo(app, "WeChat", WeChatEmulator(login_poll_hold=1.0, synccheck_hold=5.0,
+                                                       qr_lifetime=config["BOT_QR_LIFETIME"]))
     cache_path = _instance_file(app, config["BOT_SESSION_CACHE"])
     tighten_session_caches(cache_path)
     return WxpyBackend(
@@ -212,7 +212,7 @@ def _ilink_backend(app):
     base_url = config["ILINK_BASE_URL"]
     if config["BOT_BACKEND"] == "demo-ilink":
         from .ilink_emulator import IlinkEmulator
-        base_url = _demo(app, IlinkEmulator(qr_poll_hold=1.0, updates_hold=5.0, qr_lifetime=config["BOT_QR_LIFETIME"]))
+        base_url = _demo(app, "iLink", IlinkEmulator(qr_poll_hold=1.0, updates_hold=5.0, qr_lifetime=config["BOT_QR_LIFETIME"]))
     return IlinkBackend(
         base_url=base_url,
         token_path=_instance_file(app, config["ILINK_TOKEN_FILE"]),
@@ -225,12 +225,12 @@ def _ilink_backend(app):
     )
 
 
-def _demo(app, emulator) -> str:
+def _demo(app, name: str, emulator) -> str:
     """Start demo mode's emulator in this process, for the bot and the simulated phone; its URL."""
     emulator.start()
     app.extensions[EMULATOR] = emulator
-    logger.info("demo mode: the emulator serves on %s; its control endpoints need the random token this "
-                "process holds (the page's simulated phone acts in-process)", emulator.base_url)
+    logger.info("demo mode: the %s emulator serves on %s; its control endpoints need the random token this "
+                "process holds (the page's simulated phone acts in-process)", name, emulator.base_url)
     return emulator.base_url
 
 

@@ -9,7 +9,6 @@ read goes to the database, as before.
 """
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 
@@ -25,11 +24,15 @@ class CachedState:
 
     view: dict      # shared by every reader: never modify it
     qr_png: bytes | None
-    body: bytes = field(init=False)   # `view` as GET /api/bot's JSON, encoded once per change
+    # What readers derive from `view` (the web's annotated form, its JSON), kept here so that each
+    # is computed once per change rather than once per request.
+    derived: dict = field(default_factory=dict, compare=False)
 
-    def __post_init__(self):
-        encoded = json.dumps(self.view, sort_keys=True, separators=(",", ":")) + "\n"
-        object.__setattr__(self, "body", encoded.encode())
+    def derive(self, name: str, make):
+        """make(self), computed at the first call for this state (a race computes it twice, harmlessly)."""
+        if name not in self.derived:
+            self.derived[name] = make(self)
+        return self.derived[name]
 
     @property
     def state(self) -> str:

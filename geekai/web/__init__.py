@@ -8,11 +8,14 @@ csrf = CSRFProtect()
 
 def init_app(app) -> None:
     """Register the blueprints and CSRF protection."""
-    from . import api, auth, demo, headers, health, https, i18n, pages, stats, stream
+    from .. import display_time
+    from . import api, auth, demo, headers, health, https, i18n, pages, reasons, stats, stream
 
     csrf.init_app(app)
+    app.add_template_filter(display_time.shown, "shown")  # every time on a page: China time (UTC+8)
     headers.init_app(app)
     i18n.init_app(app)
+    reasons.init_app(app)
     https.init_app(app)
     auth.init_app(app)
     app.register_blueprint(health.bp)

@@ -1,6 +1,7 @@
 """The JSON API: bot state, history, login QR and controls (admin only)."""
 from __future__ import annotations
 
+import json
 import re
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, request, url_for
@@ -11,6 +12,7 @@ from ..db import db
 from ..models import BotEvent
 from .auth import actor, admin_required
 from .params import int_arg, limit_arg
+from .reasons import annotate
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -20,14 +22,23 @@ VERIFY_CODE = re.compile(r"\d{1,10}")
 
 
 def current_state() -> dict:
-    """The state row as the API shows it: from the cache the state store keeps (state_cache.py)."""
-    return state_cache(current_app).get().view
+    """The state row as the API shows it: from the cache the state store keeps (state_cache.py),
+    annotated once per change."""
+    return state_cache(current_app).get().derive("api", _annotated)
+
+
+def _annotated(cached) -> dict:
+    return annotate(cached.view)
+
+
+def _state_json(cached) -> bytes:
+    return (json.dumps(cached.derive("api", _annotated), sort_keys=True, separators=(",", ":")) + "\n").encode()
 
 
 @bp.get("/bot")
 @admin_required
 def bot_state():
-    return Response(state_cache(current_app).get().body, mimetype="application/json")
+    return Response(state_cache(current_app).get().derive("json", _state_json), mimetype="application/json")
 
 
 def event_page(limit: int, before: int | None = None) -> tuple[list[dict], str | None]:
@@ -38,7 +49,7 @@ def event_page(limit: int, before: int | None = None) -> tuple[list[dict], str |
     events = db.session.execute(query).scalars().all()
     page = events[:limit]
     following = url_for("api.bot_events", limit=limit, before=page[-1].id) if len(events) > limit else None
-    return [event.to_dict() for event in page], following
+    return [annotate(event.to_dict()) for event in page], following
 
 
 @bp.get("/bot/events")

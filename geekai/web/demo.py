@@ -7,6 +7,8 @@ starts them. These routes play the phone's part; the bot side is unchanged.
 from __future__ import annotations
 
 import collections
+import decimal
+import re
 import threading
 
 from flask import Blueprint, abort, current_app, jsonify, request
@@ -20,6 +22,9 @@ EMULATOR = "geekai.emulator"
 DEMOS = ("demo", "demo-ilink")
 
 MAX_TEXT = 500
+MAX_NOTE = 100
+MAX_AMOUNT = decimal.Decimal("100000")
+AMOUNT_SHAPE = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,2})?")
 CHAT_LENGTH = 20
 
 
@@ -88,16 +93,49 @@ def phone():
     return jsonify(phone_view(emulator_or_404()))
 
 
+def _form() -> dict:
+    body = request.form or request.get_json(silent=True) or {}
+    if not isinstance(body, dict):  # MultiDict is a dict too
+        raise BadParameter("body", "form fields or a JSON object")
+    return body
+
+
+def payment_amount(body: dict) -> str:
+    """The amount the phone pays, as WeChat Pay writes it ("12.00"); 400 naming `amount` otherwise."""
+    text = text_field(body, "amount", 20).strip().lstrip("￥¥")
+    amount = decimal.Decimal(text) if AMOUNT_SHAPE.fullmatch(text) else None
+    if amount is None or not decimal.Decimal("0.01") <= amount <= MAX_AMOUNT:
+        raise BadParameter("amount", f"an amount in yuan from 0.01 to {MAX_AMOUNT} with at most 2 decimals, "
+                                     "such as 12.00")
+    return f"{amount:.2f}"
+
+
+@bp.post("/phone/<any(pay, forge):action>")
+@admin_required
+def phone_payment(action: str):
+    """A WeChat Pay notice reaches the bot: from the official account (pay) or a renamed friend (forge)."""
+    emulator = emulator_or_404()
+    if ilink_demo(current_app):
+        abort(404, description="iLink carries no WeChat Pay notices: payments need the web-WeChat demo "
+                               "(python app.py --demo)")
+    body = _form()
+    amount = payment_amount(body)
+    note = text_field(body, "note", MAX_NOTE).strip()
+    ok = emulator.state == "logged_in"
+    if ok:
+        sent = emulator.send_payment_notice(amount, note=note or None, forged=action == "forge")
+        label = f"{'⚠ ' if action == 'forge' else ''}￥{amount}" + (f" · {note}" if note else "")
+        phone_chat().add(str(sent["MsgId"]), label)
+    return jsonify(ok=bool(ok), **phone_view(emulator))
+
+
 @bp.post("/phone/<any(scan, scan_code, confirm, expire, logout, send_text):action>")
 @admin_required
 def phone_action(action: str):
     """Do what a person does on the phone; ok=false when the phone had nothing to act on."""
     emulator = emulator_or_404()
     if action == "send_text":
-        body = request.form or request.get_json(silent=True) or {}
-        if not isinstance(body, dict):  # MultiDict is a dict too
-            raise BadParameter("text", f"sent as a form field or in a JSON object such as {{\"text\": \"hi\"}}")
-        text = text_field(body, "text", MAX_TEXT).strip()
+        text = text_field(_form(), "text", MAX_TEXT).strip()
         if not text:
             raise BadParameter("text", f"1 to {MAX_TEXT} characters")
         ok = emulator.state == "logged_in"

@@ -7,7 +7,7 @@ from datetime import datetime, time, timedelta, timezone
 
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
 
-from .. import outbox
+from .. import display_time, outbox
 from ..db import db, isoformat, utcnow
 from ..outbox import OutboxMessage
 from ..payments import ledger
@@ -21,8 +21,9 @@ api = Blueprint("payments_api", __name__, url_prefix="/api")
 pages = Blueprint("payments_pages", __name__)
 
 MAX_PAGE = 1000
-# WeChat Pay personal receipts are a mainland-China thing: "today" is a day in China (UTC+8, no DST).
-CHINA = timezone(timedelta(hours=8), "CST")
+# WeChat Pay personal receipts are a mainland-China thing: "today" is a day in China (UTC+8, no DST),
+# the zone every time on the pages is shown in (geekai/display_time.py).
+CHINA = display_time.ZONE
 
 TEXT = {
     "nav_status": {"zh": "状态", "en": "Status"},
@@ -251,10 +252,6 @@ def china_day_start(days_ago: int = 0) -> datetime:
     return datetime.combine(today, time(), CHINA).astimezone(timezone.utc).replace(tzinfo=None)
 
 
-def _local(moment: datetime | None) -> str:
-    return "" if moment is None else moment.replace(tzinfo=timezone.utc).astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
-
-
 @pages.get("/payments")
 def payments_page():
     """The ledger with filters, today's and 7 days' income, and the notices not booked."""
@@ -268,7 +265,7 @@ def payments_page():
                            today=ledger.income_since(china_day_start(0)),
                            week=ledger.income_since(china_day_start(6)),
                            statuses=PAYMENT_STATUSES, args=request.args, filters=filter_args(), money=amount_to_str,
-                           local=_local)
+                           local=display_time.shown)
 
 
 @pages.get("/payments.csv")
@@ -302,7 +299,7 @@ def orders_page():
     if status:
         query = query.where(Order.status == status)
     return render_template("orders.html", admin=True, orders=db.session.execute(query).scalars().all(),
-                           statuses=ORDER_STATUSES, args=request.args, money=amount_to_str, local=_local)
+                           statuses=ORDER_STATUSES, args=request.args, money=amount_to_str, local=display_time.shown)
 
 
 @pages.get("/deliveries")
@@ -314,7 +311,7 @@ def deliveries_page():
     if status:
         query = query.where(OutboxMessage.status == status)
     return render_template("deliveries.html", admin=True, deliveries=db.session.execute(query).scalars().all(),
-                           statuses=outbox.STATUSES, args=request.args, local=_local, redact=outbox.redact,
+                           statuses=outbox.STATUSES, args=request.args, local=display_time.shown, redact=outbox.redact,
                            redact_text=outbox.redact_text)
 
 

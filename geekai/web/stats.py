@@ -15,6 +15,8 @@ WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 # Where the bot goes on its own when something fails; the same states entered by an admin's
 # hand (a logout, a stop) are not failures.
 FAILURE_STATES = ("retrying", "error", "needs_login")
+# Less history than this says little: a bot logged in for a minute is not "1.2% up" (shown as —).
+MIN_OBSERVED = timedelta(hours=1)
 
 
 def bot_stats(now: datetime | None = None) -> dict:
@@ -44,10 +46,10 @@ def is_failure(from_state: str, to_state: str, actor: str) -> bool:
 
 
 def uptime_percent(before, rows, start: datetime, end: datetime) -> float | None:
-    """Share of the observed time spent logged_in; None when nothing was observed yet.
+    """Share of the observed time spent logged_in; None while less than MIN_OBSERVED was observed.
 
     Without an event before `start`, the window only begins at the first event: a service
-    installed an hour ago has an uptime over that hour, not over a week it never ran.
+    installed two hours ago has an uptime over those two hours, not over a week it never ran.
     """
     state, moment = (before.to_state, start) if before else (None, rows[0].at if rows else end)
     observed_from, up = moment, timedelta()
@@ -58,7 +60,7 @@ def uptime_percent(before, rows, start: datetime, end: datetime) -> float | None
     if state == "logged_in":
         up += end - moment
     observed = end - observed_from
-    return round(100 * up / observed, 1) if observed > timedelta() else None
+    return round(100 * up / observed, 1) if observed >= MIN_OBSERVED else None
 
 
 @bp.get("/stats")

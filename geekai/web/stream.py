@@ -17,6 +17,7 @@ from ..bot.store import change_signal
 from ..db import db, isoformat, utcnow
 from ..models import BotEvent
 from ..alerts.views import summary as alerts_summary
+from .reasons import annotate, annotate_alerts
 from .api import current_state
 from .auth import admin_required, bearer_ok
 from .params import last_event_id
@@ -140,7 +141,7 @@ def snapshot(app, last_id: int | None, version: int) -> tuple[str, int | None]:
     """One `state` message and the newest event id it carries."""
     with app.app_context():
         events, reset = new_events(last_id)
-    body = shared_view(app, version) | {"events": [event.to_dict() for event in events], "reset": reset}
+    body = shared_view(app, version) | {"events": [annotate(event.to_dict()) for event in events], "reset": reset}
     newest = body["events"][0]["id"] if events else last_id
     head = f"id: {newest}\n" if newest is not None else ""
     return f"{head}event: state\ndata: {json.dumps(body, ensure_ascii=False)}\n\n", newest
@@ -158,7 +159,7 @@ class SharedView:
         with self._lock:
             if self.version != version:
                 with app.app_context():
-                    self.view = {"state": current_state(), "stats": bot_stats(), "alerts": alerts_summary()}
+                    self.view = {"state": current_state(), "stats": bot_stats(), "alerts": annotate_alerts(alerts_summary())}
                 self.version = version
             return self.view
 
