@@ -39,11 +39,12 @@ class CachedState:
         return self.view["state"]
 
 
-NO_ROW = CachedState(BotState(state="stopped", reason="", detail="", attempt=0).to_dict() | {"since": None}, None)
-
-
 def from_row(row: BotState | None) -> CachedState:
-    return NO_ROW if row is None else CachedState(row.to_dict(), row.qr_png)
+    """The reading of a row; of none, the state before the first write (stopped)."""
+    if row is None:
+        row = BotState(state="stopped", reason="", detail="", attempt=0)
+        return CachedState(row.to_dict() | {"since": None}, None)
+    return CachedState(row.to_dict(), row.qr_png)
 
 
 class StateCache:
