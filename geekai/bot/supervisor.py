@@ -17,7 +17,6 @@ import threading
 import traceback
 from datetime import datetime, timedelta, timezone
 
-
 from . import errors, states
 from .backend import Backend, IncomingMessage
 from ..db import utcnow
