@@ -13,6 +13,7 @@ import datetime
 import os
 import shutil
 import sys
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -86,8 +87,14 @@ def main() -> None:
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     before = machine()
     results = []
-    for bench in benchmarks(args.quick):
-        results.append(bench())
+    for number, bench in enumerate(benchmarks(args.quick), 1):
+        try:
+            results.append(bench())
+        except Exception as exc:  # one broken benchmark must not lose the others' figures
+            traceback.print_exc()
+            results.append({"title": f"Benchmark {number} did not finish", "what": "", "command": "make bench",
+                            "table": f"`{type(exc).__name__}: {exc}`",
+                            "checks": [(f"benchmark {number}", "did not finish", "", False)]})
         print(f"done: {results[-1]['title']}", file=sys.stderr, flush=True)
     command = "make bench" + (" (--quick)" if args.quick else "")
     text = render(results, started, before, machine(), command)
