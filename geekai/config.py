@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "ALERT_CHECK_SECONDS": 2,
     "PUBLIC_URL": "http://127.0.0.1:5000",
     "METRICS": "open",
-    # Payments and the outbox (geekai/payments, geekai/outbox.py).
+    # Payments and the outbox (geekai/payments, geekai/outbox).
     "ORDER_TTL_SECONDS": 1800,
     "ORDER_EXPIRY_GRACE_SECONDS": 60,
     "ORDER_EXPIRY_CHECK_SECONDS": 15,

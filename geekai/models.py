@@ -10,6 +10,7 @@ from sqlalchemy import Boolean, Index, Integer, LargeBinary, String, Text, and_,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .db import db, isoformat, utcnow
+from .states import Actor, State
 
 STATE_ROW_ID = 1
 
@@ -109,8 +110,8 @@ class BotCommand(db.Model):
 
 
 # SQL: a watchdog restart, i.e. the bot was taken out of logged_in because it stopped syncing.
-WATCHDOG_RESTART = and_(BotEvent.from_state == "logged_in",
-                        or_(BotEvent.actor == "watchdog", BotEvent.reason.startswith("watchdog:")))
+WATCHDOG_RESTART = and_(BotEvent.from_state == State.LOGGED_IN,
+                        or_(BotEvent.actor == Actor.WATCHDOG, BotEvent.reason.startswith("watchdog:")))
 
 
 class IlinkSync(db.Model):

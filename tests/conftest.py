@@ -53,6 +53,15 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("database", chosen, indirect=True)
 
 
+@pytest.fixture(autouse=True)
+def transitions_follow_the_table(caplog):
+    """The state table in geekai/bot/states.py is true: no test may make a transition it lacks."""
+    yield
+    wrong = [r.getMessage() for r in caplog.get_records("call") + caplog.get_records("teardown")
+             if r.getMessage().startswith("unexpected bot transition")]
+    assert wrong == [], "transitions missing from geekai/bot/states.py: %s" % wrong
+
+
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory):
     """A SQLite file the real migrations brought to the head, made once per test run.

@@ -241,10 +241,10 @@ def test_test_alert_and_retry_by_hand(make_app, receiver, auth):
     with app.app_context():
         assert db.session.get(outbox.OutboxMessage, message_id).status == "failed"
     receiver.mode = "ok"
-    assert client.post(f"/api/alerts/deliveries/{message_id}/retry", headers=auth).status_code == 202
+    assert client.post(f"/api/deliveries/{message_id}/retry", headers=auth).status_code == 202
     assert outbox.deliver_due(app) == 1
     assert "test alert" in WebhookReceiver.json(receiver.accepted()[0])["content"]["text"]
-    assert client.post(f"/api/alerts/deliveries/{message_id}/retry", headers=auth).status_code == 409
+    assert client.post(f"/api/deliveries/{message_id}/retry", headers=auth).status_code == 409
 
 
 @pytest.mark.parametrize("key, value", [
@@ -334,8 +334,10 @@ def test_one_off_notices_are_not_incidents_to_the_generic_webhook(make_app, auth
     assert payload["title"] == "geekai: rejected a forged WeChat Pay notice"
     assert "VerifyFlag 0" in payload["reason"] and payload["status_page"] == "https://bot.example.com/"
     # Shown (and retried) as what it is, not as a "test".
-    shown = client.post(f"/api/alerts/deliveries/{forged_id}/retry", headers=auth).get_json()
-    assert shown["notice"] == "forged_payment" and shown["channel"] == "webhook"
+    retried = client.post(f"/api/deliveries/{forged_id}/retry", headers=auth)
+    assert retried.status_code == 202
+    shown = retried.get_json()
+    assert shown["idempotency_key"].startswith("forged-payment-") and shown["topic"] == "alert.webhook"
 
     [test] = client.post("/api/alerts/test", headers=auth).get_json()["deliveries"]
     assert test["notice"] == "test"

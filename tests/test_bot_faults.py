@@ -95,3 +95,16 @@ def test_database_is_in_wal_mode(app):
     with app.app_context():
         assert db.session.execute(db.text("PRAGMA journal_mode")).scalar() == "wal"
 
+
+
+def test_a_transition_missing_from_the_table_is_logged_as_an_error(make_app, run_bot, caplog):
+    """What the autouse check in conftest.py reads: the supervisor names any transition outside
+    geekai/bot/states.py (here forced: a disabled bot is never started by the service itself)."""
+    from geekai import states
+
+    app = make_app(BOT_ENABLED=False)
+    supervisor = run_bot(app).supervisor
+    assert supervisor.state == states.DISABLED and not states.is_allowed(states.DISABLED, states.STARTING)
+    supervisor._go(states.STARTING, "forced by a test")
+    assert [r.levelname for r in caplog.records if r.getMessage().startswith("unexpected bot transition")] == ["ERROR"]
+    caplog.clear()  # seen: not a failure of this test

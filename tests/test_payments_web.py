@@ -89,7 +89,7 @@ def test_failed_delivery_is_listed_and_retried_by_hand(pay_app, auth):
             db.session.execute(db.update(OutboxMessage).values(target=receiver.url))
             db.session.commit()
         retried = client.post(f"/api/deliveries/{failed['id']}/retry", headers=auth)
-        assert retried.status_code == 200 and retried.get_json()["status"] == "pending"
+        assert retried.status_code == 202 and retried.get_json()["status"] == "pending"
         assert outbox.deliver_due(pay_app) == 1
         assert receiver.verify(receiver.accepted()[0])
         assert client.post(f"/api/deliveries/{failed['id']}/retry", headers=auth).status_code == 409
@@ -106,7 +106,7 @@ def test_deliveries_page_retry_button(pay_app):
     page = client.get("/deliveries?lang=en").get_data(as_text=True)
     assert "payment.received" in page and "Retry" in page
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    action = re.search(r'action="(/deliveries/\d+/retry[^"]*)"', page).group(1)
+    action = re.search(r'action="(/api/deliveries/\d+/retry[^"]*)"', page).group(1)
     assert client.post(action.replace("&amp;", "&"), data={}).status_code == 400   # no CSRF token
     assert client.post(action.replace("&amp;", "&"), data={"csrf_token": token}).status_code == 302
     assert "pending" in client.get("/api/deliveries", headers={"Authorization": "Bearer test-token-0123456789"}).get_data(as_text=True)

@@ -9,11 +9,11 @@ from . import models  # noqa: F401 (the incident table, for create_all)
 
 
 def init_app(app) -> None:
-    """Register the evaluation job, the outbox's delivery job and GET /api/alerts."""
+    """Register the evaluation job and the outbox's delivery job (GET /api/alerts: geekai/web/alerts.py)."""
     from .. import outbox
     from ..jobs import register_job
-    from . import incidents, views
+    from . import incidents, robot_answers
 
     outbox.init_app(app)
+    robot_answers.register()
     register_job(app, "alerts-evaluate", incidents.evaluate, app.config["ALERT_CHECK_SECONDS"])
-    app.register_blueprint(views.bp)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from ..bot import states
+from .. import states
 from ..bot.store import change_signal
 from ..db import db, utcnow
 from ..models import STATE_ROW_ID, WATCHDOG_RESTART, BotEvent, BotState
@@ -26,9 +26,7 @@ FLAP_WINDOW = timedelta(hours=1)
 ADMIN_OFFLINE = (states.STOPPED, states.NEEDS_LOGIN)
 
 
-def by_admin(actor: str) -> bool:
-    """Whether an event was a person's deliberate command (page or API token)."""
-    return actor in ("admin (web)", "api token") or actor.startswith("admin")
+by_admin = states.by_admin  # a person's deliberate command (page or API token)
 
 
 def evaluate(app) -> str:
@@ -112,7 +110,8 @@ def _admin_offline(row: BotState, latest: BotEvent | None) -> bool:
 
 def _by_admin_or_system():
     """SQL: an event a person or the service itself caused (start, stop, logout, a restart)."""
-    return db.or_(BotEvent.actor.in_(("api token", "system")), BotEvent.actor.startswith("admin"))
+    return db.or_(BotEvent.actor.in_((states.Actor.API_TOKEN, states.Actor.SYSTEM)),
+                  BotEvent.actor.startswith("admin"))
 
 
 def _outage_start() -> tuple[BotEvent | None, BotEvent | None]:

@@ -5,9 +5,9 @@ import contextlib
 import logging
 import os
 
-from .. import jobs
+from .. import jobs, states
 from ..file_modes import tighten_session_caches
-from . import commands, states
+from . import commands
 from .lease import Lease, describe
 from .state_cache import state_cache
 from .store import StateStore, change_signal
@@ -92,12 +92,12 @@ class BotRuntime:
             actor = "system"
             reason = f"service started (pid {os.getpid()})" if self.enabled else "BOT_ENABLED is false"
         else:  # a change of holder that no clean start explains: the history says who and why
-            actor = "lease"
+            actor = states.Actor.LEASE
             why = {"released": "stopped", "gone": "ended without a clean stop", "expired": "expired"}
             reason = (f"{describe(self.lease.owner)} runs the bot now (lease epoch {acquired.epoch}): "
                       f"the lease of {describe(acquired.previous_owner)} {why.get(acquired.ended, 'ended')}")
         self.store.fenced = False
-        self.store.replace_previous(initial, reason, actor=actor, always=actor == "lease")
+        self.store.replace_previous(initial, reason, actor=actor, always=actor == states.Actor.LEASE)
         self.supervisor.state = initial
         if not self.store.flush(STATE_WRITE_WAIT):
             logger.error("the database did not answer within %s s; the bot state shown may be stale "
@@ -146,7 +146,7 @@ class BotRuntime:
         for job_id in [job.id for job in jobs.jobs(self.app)] + ["bot-commands", "bot-start", "bot-watchdog"]:
             self._remove_job(job_id)
         if self.enabled:
-            self.supervisor.stop(actor="lease", reason="this process lost the bot lease")
+            self.supervisor.stop(actor=states.Actor.LEASE, reason="this process lost the bot lease")
         self._follow()
 
     def _watch_changes(self) -> None:
@@ -171,7 +171,7 @@ class BotRuntime:
     def shutdown(self, grace: float) -> bool:
         """Stop the bot and the scheduler, give the lease up; True when no attempt is still in flight."""
         if self.enabled and self.leading:
-            self.supervisor.stop(actor="system", reason="service shutting down")
+            self.supervisor.stop(actor=states.Actor.SYSTEM, reason="service shutting down")
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         finished = self.supervisor.join(grace)

@@ -17,17 +17,13 @@ import threading
 import traceback
 from datetime import datetime, timedelta, timezone
 
-from . import errors, states
+from .. import backoff, states
+from . import errors
 from .backend import Backend, IncomingMessage
 from ..db import utcnow
 
 logger = logging.getLogger(__name__)
-
-
-def backoff_delay(failures: int, first: float, cap: float, rng=random.random) -> float:
-    """Capped exponential backoff with jitter: about first, 2*first, 4*first ... up to cap."""
-    base = min(cap, first * 2 ** max(0, failures - 1))
-    return min(cap, base * (0.8 + 0.4 * rng()))
+backoff_delay = backoff.delay  # the messages' sends use the same rule (geekai/backoff.py)
 
 
 class BotSupervisor:
@@ -116,7 +112,7 @@ class BotSupervisor:
             # Stopped outside the lock (it may wait on WeChat); the next attempt waits for it, so
             # that it finds the session cache saved, not half written.
             self._closing = threading.Event()
-            self._after_failure(errors.TRANSIENT, f"watchdog: {problem}", actor="watchdog")
+            self._after_failure(errors.TRANSIENT, f"watchdog: {problem}", actor=states.Actor.WATCHDOG)
         try:
             session.stop()
         finally:

@@ -8,10 +8,10 @@ from ..config import ConfigError
 
 
 def init_app(app) -> None:
-    """Tables (before create_all), the bot's message handler, periodic jobs, API and pages."""
+    """Tables (before create_all), the bot's message handler and periodic jobs (the API and pages:
+    geekai/web/payments.py, registered by geekai/web)."""
     from .. import outbox
     from ..jobs import register_job, register_message_handler
-    from ..web import payments as web_payments
     from . import ledger, models, recorder  # noqa: F401 (models: tables for create_all)
 
     if app.config.get("PAYMENT_CALLBACK_URL") and not app.config.get("PAYMENT_CALLBACK_SECRET"):
@@ -22,4 +22,3 @@ def init_app(app) -> None:
     register_message_handler(app, functools.partial(recorder.handle_message, app))
     register_job(app, "payments-expire-orders", ledger.expire_orders, app.config["ORDER_EXPIRY_CHECK_SECONDS"])
     register_job(app, "payments-recover-notices", recorder.recover_notices, 60)
-    web_payments.init_app(app)

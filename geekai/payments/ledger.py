@@ -71,7 +71,7 @@ def emit(event_type: str, key: str, data: dict) -> None:
     if not url:
         return
     body = {"id": key, "type": event_type, "created_at": isoformat(utcnow()), "data": data}
-    outbox.queue(event_type, "http", url, body, key=key, sign_with=SECRET_KEY_NAME)
+    outbox.queue_message(event_type, "http", url, body, key=key, sign_with=SECRET_KEY_NAME)
 
 
 def emit_order(event_type: str, order: Order, payment: Payment | None = None) -> None:

@@ -9,7 +9,7 @@ csrf = CSRFProtect()
 def init_app(app) -> None:
     """Register the blueprints and CSRF protection."""
     from .. import display_time
-    from . import api, auth, demo, headers, health, https, i18n, pages, reasons, stats, stream
+    from . import alerts, api, auth, deliveries, demo, headers, health, https, i18n, pages, payments, reasons, stats, stream
 
     csrf.init_app(app)
     app.add_template_filter(display_time.shown, "shown")  # every time on a page: China time (UTC+8)
@@ -25,3 +25,6 @@ def init_app(app) -> None:
     app.register_blueprint(stream.bp)
     app.register_blueprint(stats.bp)
     app.register_blueprint(demo.bp)
+    app.register_blueprint(alerts.bp)
+    app.register_blueprint(deliveries.bp)
+    payments.init_app(app)

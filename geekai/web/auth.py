@@ -23,6 +23,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from werkzeug.security import check_password_hash
 
 from .. import admin_session
+from ..states import Actor
 from ..bot.store import change_signal
 from . import csrf
 
@@ -124,7 +125,7 @@ def is_admin() -> bool:
 
 def actor() -> str:
     """Who is acting, for the event history."""
-    return "api token" if bearer_ok() else "admin (web)"
+    return Actor.API_TOKEN if bearer_ok() else Actor.ADMIN_WEB
 
 
 def admin_required(view):

@@ -93,10 +93,11 @@ def phone():
     return jsonify(phone_view(emulator_or_404()))
 
 
-def _form() -> dict:
+def _form(field: str) -> dict:
+    """The form, or the JSON object; anything else is a 400 naming `field` (what the action needs first)."""
     body = request.form or request.get_json(silent=True) or {}
     if not isinstance(body, dict):  # MultiDict is a dict too
-        raise BadParameter("body", "form fields or a JSON object")
+        raise BadParameter(field, "sent as a form field or in a JSON object such as {\"%s\": \"...\"}" % field)
     return body
 
 
@@ -118,7 +119,7 @@ def phone_payment(action: str):
     if ilink_demo(current_app):
         abort(404, description="iLink carries no WeChat Pay notices: payments need the web-WeChat demo "
                                "(python app.py --demo)")
-    body = _form()
+    body = _form("amount")
     amount = payment_amount(body)
     note = text_field(body, "note", MAX_NOTE).strip()
     ok = emulator.state == "logged_in"
@@ -135,7 +136,7 @@ def phone_action(action: str):
     """Do what a person does on the phone; ok=false when the phone had nothing to act on."""
     emulator = emulator_or_404()
     if action == "send_text":
-        text = text_field(_form(), "text", MAX_TEXT).strip()
+        text = text_field(_form("text"), "text", MAX_TEXT).strip()
         if not text:
             raise BadParameter("text", f"1 to {MAX_TEXT} characters")
         ok = emulator.state == "logged_in"

@@ -17,8 +17,7 @@ from collections import defaultdict
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 from sqlalchemy import Integer, func
 
-from ..alerts.incidents import by_admin
-from ..bot import states
+from .. import states
 from ..db import db, utcnow
 from ..models import STATE_ROW_ID, WATCHDOG_RESTART, BotEvent, BotState
 from .auth import bearer_ok
@@ -47,9 +46,9 @@ def login_result(old: str, new: str, actor: str) -> str | None:
     """How a transition ended a login attempt, or None when it ended none."""
     if old not in LOGIN_PHASE:
         return None
-    if actor == "bot":
+    if actor == states.Actor.BOT:
         return LOGIN_RESULT.get(new)
-    return "cancelled" if by_admin(actor) and new in CANCELLED_BY_ADMIN else None
+    return "cancelled" if states.by_admin(actor) and new in CANCELLED_BY_ADMIN else None
 
 
 class HttpStats:

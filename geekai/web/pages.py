@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
-from ..alerts.views import summary as alerts_summary
+from ..states import State
+from .alerts import summary as alerts_summary
 from .api import current_state, event_page
 from .auth import is_admin
 from .demo import demo_enabled, ilink_demo
@@ -16,10 +17,10 @@ bp = Blueprint("pages", __name__)
 # The states in which each control does something useful; elsewhere its button is disabled (the
 # API still answers: 409 for a login while logged in). A demo or a script may still ask anything.
 CONTROL_STATES = {
-    "login": ("stopped", "waiting_for_scan", "retrying", "needs_login", "error"),
-    "logout": ("starting", "waiting_for_confirm", "logged_in", "retrying", "stopped", "error"),
-    "stop": ("starting", "waiting_for_scan", "waiting_for_confirm", "logged_in", "retrying", "needs_login", "error"),
-    "start": ("stopped", "error"),
+    "login": (State.STOPPED, State.WAITING_FOR_SCAN, State.RETRYING, State.NEEDS_LOGIN, State.ERROR),
+    "logout": (State.STARTING, State.WAITING_FOR_CONFIRM, State.LOGGED_IN, State.RETRYING, State.STOPPED, State.ERROR),
+    "stop": tuple(s for s in State if s not in (State.STOPPED, State.DISABLED)),
+    "start": (State.STOPPED, State.ERROR),
 }
 # Controls that end something a person cannot simply undo: the page asks first.
 CONFIRM = {"logout": "confirm_logout", "stop": "confirm_stop"}
@@ -29,7 +30,7 @@ CONFIRM = {"logout": "confirm_logout", "stop": "confirm_stop"}
 def index():
     """Public: whether the service and bot are up. Admin: everything the live page shows."""
     state = current_state()
-    online = state["state"] == "logged_in"
+    online = state["state"] == State.LOGGED_IN
     if not is_admin():
         return render_template("index.html", admin=False, online=online)
     events, older_url = event_page(HISTORY_PAGE)

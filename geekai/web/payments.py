@@ -7,13 +7,11 @@ from datetime import datetime, time, timedelta, timezone
 
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
 
-from .. import display_time, outbox
+from .. import display_time
 from ..db import db, isoformat, utcnow
-from ..outbox import OutboxMessage
 from ..payments import ledger
 from ..payments.models import ACCEPTED, NOTICE_STATUSES, ORDER_STATUSES, PAYMENT_STATUSES, Order, Payment, PaymentNotice
 from ..payments.parser import amount_to_str
-from . import csrf, i18n
 from .auth import actor, admin_required, is_admin
 from .params import int_arg, limit_arg, text_field, time_arg, whole_number
 
@@ -25,59 +23,9 @@ MAX_PAGE = 1000
 # the zone every time on the pages is shown in (geekai/display_time.py).
 CHINA = display_time.ZONE
 
-TEXT = {
-    "nav_status": {"zh": "状态", "en": "Status"},
-    "nav_payments": {"zh": "收款", "en": "Payments"},
-    "nav_orders": {"zh": "订单", "en": "Orders"},
-    "nav_deliveries": {"zh": "回调投递", "en": "Deliveries"},
-    "income_today": {"zh": "今日收入", "en": "Income today"},
-    "income_7d": {"zh": "近 7 天收入", "en": "Income, last 7 days"},
-    "payments_count": {"zh": "{n} 笔", "en": "{n} payments"},
-    "filter": {"zh": "筛选", "en": "Filter"},
-    "all": {"zh": "全部", "en": "All"},
-    "from_date": {"zh": "开始日期", "en": "From"},
-    "to_date": {"zh": "结束日期", "en": "To"},
-    "export_csv": {"zh": "导出 CSV", "en": "Export CSV"},
-    "tx_id": {"zh": "交易单号", "en": "Transaction id"},
-    "amount": {"zh": "金额", "en": "Amount"},
-    "note": {"zh": "付款方备注", "en": "Payer's note"},
-    "status": {"zh": "状态", "en": "Status"},
-    "received_at": {"zh": "到账时间", "en": "Received at"},
-    "order": {"zh": "订单", "en": "Order"},
-    "notices": {"zh": "未入账的通知（伪造、无法解析、重复、忽略）", "en": "Notices not booked (forged, unparsed, duplicate, ignored)"},
-    "sender": {"zh": "发送者", "en": "Sender"},
-    "raw": {"zh": "原始内容", "en": "Raw content"},
-    "code": {"zh": "付款码", "en": "Code"},
-    "reference": {"zh": "业务单号", "en": "Reference"},
-    "expires_at": {"zh": "过期时间", "en": "Expires at"},
-    "topic": {"zh": "事件", "en": "Event"},
-    "target": {"zh": "地址", "en": "Target"},
-    "attempts": {"zh": "尝试次数", "en": "Attempts"},
-    "next_attempt": {"zh": "下次尝试", "en": "Next attempt"},
-    "last_error": {"zh": "最近错误", "en": "Last error"},
-    "retry": {"zh": "重试", "en": "Retry"},
-    "none_yet": {"zh": "暂无记录", "en": "Nothing yet"},
-    "unclaimed": {"zh": "未认领", "en": "unclaimed"},
-    "matched": {"zh": "已匹配订单", "en": "matched"},
-    "claimed": {"zh": "已手动认领", "en": "claimed"},
-    "pending": {"zh": "待处理", "en": "pending"},
-    "paid": {"zh": "已支付", "en": "paid"},
-    "expired": {"zh": "已过期", "en": "expired"},
-    "delivered": {"zh": "已送达", "en": "delivered"},
-    "failed": {"zh": "失败", "en": "failed"},
-    "received": {"zh": "已接收", "en": "received"},
-    "accepted": {"zh": "已入账", "en": "accepted"},
-    "duplicate": {"zh": "重复", "en": "duplicate"},
-    "rejected": {"zh": "已拒绝", "en": "rejected"},
-    "ignored": {"zh": "已忽略", "en": "ignored"},
-    "unparsed": {"zh": "无法解析", "en": "unparsed"},
-}
-
 
 def init_app(app) -> None:
-    """Register the payment API and pages, and their texts."""
-    for key, value in TEXT.items():
-        i18n.TEXT.setdefault(key, value)
+    """Register the payment API and pages (their texts: geekai/web/texts/)."""
     app.register_blueprint(api)
     app.register_blueprint(pages)
 
@@ -213,31 +161,6 @@ def list_orders():
     return jsonify(orders=ledger.order_dicts(db.session.execute(query).scalars().all()))
 
 
-@api.get("/deliveries")
-@admin_required
-def list_deliveries():
-    """Outbox messages (callbacks and alerts), newest first: ?status=, ?topic= (prefix)."""
-    status = _choice("status", outbox.STATUSES)
-    query = db.select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(_limit())
-    if status:
-        query = query.where(OutboxMessage.status == status)
-    if request.args.get("topic"):
-        query = query.where(OutboxMessage.topic.startswith(request.args["topic"], autoescape=True))
-    return jsonify(deliveries=[m.to_dict() for m in db.session.execute(query).scalars()])
-
-
-@api.post('/deliveries/<id(name="delivery_id"):message_id>/retry')
-@admin_required
-def retry_delivery(message_id: int):
-    """Send a failed or waiting delivery again now (409 when delivered or being sent right now)."""
-    message = db.session.get(OutboxMessage, message_id)
-    if message is None:
-        return _error(404, f"no delivery {message_id}")
-    if not outbox.retry(message_id):
-        return _error(409, f"delivery {message_id} is already delivered or being sent right now")
-    return jsonify(db.session.get(OutboxMessage, message_id, populate_existing=True).to_dict())
-
-
 # ----- admin pages -------------------------------------------------------------------------
 
 def _admin_page():
@@ -300,26 +223,3 @@ def orders_page():
         query = query.where(Order.status == status)
     return render_template("orders.html", admin=True, orders=db.session.execute(query).scalars().all(),
                            statuses=ORDER_STATUSES, args=request.args, money=amount_to_str, local=display_time.shown)
-
-
-@pages.get("/deliveries")
-def deliveries_page():
-    if (login := _admin_page()) is not None:
-        return login
-    status = _choice("status", outbox.STATUSES)
-    query = db.select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(500)
-    if status:
-        query = query.where(OutboxMessage.status == status)
-    return render_template("deliveries.html", admin=True, deliveries=db.session.execute(query).scalars().all(),
-                           statuses=outbox.STATUSES, args=request.args, local=display_time.shown, redact=outbox.redact,
-                           redact_text=outbox.redact_text)
-
-
-@pages.post('/deliveries/<id(name="delivery_id"):message_id>/retry')
-def retry_delivery_form(message_id: int):
-    """The page's retry button (a form post with the CSRF token)."""
-    if not is_admin():
-        abort(401)
-    csrf.protect()
-    outbox.retry(message_id)
-    return redirect(url_for(".deliveries_page", status=request.args.get("status") or None))

@@ -16,7 +16,7 @@ from .. import admin_session
 from ..bot.store import change_signal
 from ..db import db, isoformat, utcnow
 from ..models import BotEvent
-from ..alerts.views import summary as alerts_summary
+from .alerts import summary as alerts_summary
 from .reasons import annotate, annotate_alerts
 from .api import current_state
 from .auth import admin_required, bearer_ok

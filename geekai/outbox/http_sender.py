@@ -1,23 +1,43 @@
-"""The outbox's HTTP transport: one POST per message, its whole exchange bounded by a watchdog.
+"""The outbox's HTTP sender: signed JSON POSTs, with the whole exchange bounded in time.
 
-Its own module so that `requests` loads with the first send, not on the way to the first answer.
+Chat robots (WeCom, DingTalk, Feishu) answer HTTP 200 even when they refuse a message: the module
+that owns such a channel registers how to read its verdict (`register_answer_check`; geekai/alerts
+does for its robots), and an answer that says no is a failed delivery.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import socket
+import functools
 import threading
 import time
+from collections.abc import Callable
 
-import requests
-from requests.adapters import HTTPAdapter
+from .queue import DeliveryError, OutboxMessage
 
-from . import outbox
-from .outbox import SIGNATURE_HEADER, TIMESTAMP_HEADER, DeliveryError, OutboxMessage, _check_robot_verdict, sign
+SIGNATURE_HEADER = "X-Geekai-Signature"
+TIMESTAMP_HEADER = "X-Geekai-Timestamp"
+# Of a receiver's answer, only this much is read (a robot's verdict is a few dozen bytes).
+MAX_ANSWER_BYTES = 64 * 1024
+# topic -> check(topic, answer text) that raises DeliveryError when the receiver refused.
+_ANSWER_CHECKS: dict[str, Callable[[str, str], None]] = {}
+
+
+def register_answer_check(topic: str, check: Callable[[str, str], None]) -> None:
+    """Read the answers to messages of `topic` with `check` (it raises DeliveryError on a refusal)."""
+    _ANSWER_CHECKS[topic] = check
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature header value: "sha256=" + hex HMAC-SHA256 of b"<timestamp>." + body."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return "sha256=" + digest
 
 
 def send_http(app, message: OutboxMessage) -> None:
-    """POST the message; raise DeliveryError on anything but a 2xx answer the robot accepted."""
+    """POST the message; raise DeliveryError (or the network's error) on anything but a success."""
     body = message.payload.encode("utf-8")
     headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "geekai-outbox"}
     headers.update(json.loads(message.headers or "{}"))
@@ -33,7 +53,9 @@ def send_http(app, message: OutboxMessage) -> None:
     timeout = app.config["OUTBOX_TIMEOUT_SECONDS"]
     # requests' read timeout is per read: a receiver trickling a byte now and then would hold the
     # send (and the claim, past its lease) for ever. The watchdog bounds the whole exchange.
-    adapter = _WatchedAdapter()
+    import requests
+
+    adapter = _watched_adapter_class()()
     with _Watchdog(timeout, adapter.connections) as watchdog, requests.Session() as session:
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -52,39 +74,47 @@ def send_http(app, message: OutboxMessage) -> None:
     text = answer.decode(response.encoding or "utf-8", errors="replace")
     if not 200 <= status < 300:
         raise DeliveryError(f"HTTP {status}: {text[:200]}")
-    _check_robot_verdict(message.topic, text)
+    check = _ANSWER_CHECKS.get(message.topic)
+    if check is not None:
+        check(message.topic, text)
 
 
 def _read_capped(response) -> bytes:
-    limit = outbox.MAX_ANSWER_BYTES   # read at each send (a test lowers it)
     chunks, size = [], 0
     for chunk in response.iter_content(8192):
         chunks.append(chunk)
         size += len(chunk)
-        if size >= limit:
+        if size >= MAX_ANSWER_BYTES:
             break
-    return b"".join(chunks)[:limit]
+    return b"".join(chunks)[:MAX_ANSWER_BYTES]
 
 
-class _WatchedAdapter(HTTPAdapter):
-    """An adapter that remembers the connections it hands out, for the watchdog to cut."""
+@functools.cache
+def _watched_adapter_class():
+    """requests loads with the first send, not on the way to the web server's first answer."""
+    from requests.adapters import HTTPAdapter
 
-    def __init__(self):
-        super().__init__(max_retries=0)
-        self.connections: list = []
+    class _WatchedAdapter(HTTPAdapter):
+        """An adapter that remembers the connections it hands out, for the watchdog to cut."""
 
-    def get_connection_with_tls_context(self, *args, **kwargs):
-        pool = super().get_connection_with_tls_context(*args, **kwargs)
-        if not getattr(pool, "_geekai_watched", False):
-            get_conn = pool._get_conn
+        def __init__(self):
+            super().__init__(max_retries=0)
+            self.connections: list = []
 
-            def watched_get_conn(*a, **kw):
-                conn = get_conn(*a, **kw)
-                self.connections.append(conn)
-                return conn
+        def get_connection_with_tls_context(self, *args, **kwargs):
+            pool = super().get_connection_with_tls_context(*args, **kwargs)
+            if not getattr(pool, "_geekai_watched", False):
+                get_conn = pool._get_conn
 
-            pool._get_conn, pool._geekai_watched = watched_get_conn, True
-        return pool
+                def watched_get_conn(*a, **kw):
+                    conn = get_conn(*a, **kw)
+                    self.connections.append(conn)
+                    return conn
+
+                pool._get_conn, pool._geekai_watched = watched_get_conn, True
+            return pool
+
+    return _WatchedAdapter
 
 
 class _Watchdog:

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 
+from ..alerts import channels
+from ..alerts.incidents import open_incident
+from ..alerts.models import Incident
+from ..alerts.notices import send_one_off
 from ..db import db
-from ..web.auth import admin_required
-from ..web.params import limit_arg
-from . import channels
-from .incidents import open_incident  # noqa: F401 (also views.open_incident, for older callers)
-from .models import Incident
-from .notices import send_one_off
+from .auth import admin_required
+from .params import limit_arg
 
 bp = Blueprint("alerts", __name__, url_prefix="/api/alerts")
 
@@ -79,20 +79,6 @@ def list_incidents():
         deliveries=delivery_counts(),
         incidents=[incident.to_dict() | {"deliveries": deliveries[incident.id]} for incident in incidents],
     )
-
-
-@bp.post('/deliveries/<id(name="delivery_id"):message_id>/retry')
-@admin_required
-def retry_delivery(message_id: int):
-    """Make a failed (or waiting) alert message due now."""
-    from .. import outbox
-
-    message = db.session.get(outbox.OutboxMessage, message_id)
-    if message is None or not message.topic.startswith("alert."):
-        return jsonify(error="no such alert delivery"), 404
-    if not outbox.retry(message_id):
-        return jsonify(error="already delivered or being sent right now", delivery=_delivery(message)), 409
-    return jsonify(_delivery(db.session.get(outbox.OutboxMessage, message_id))), 202
 
 
 @bp.post("/test")

@@ -1,4 +1,4 @@
-"""A persistent outbox: messages to other systems (webhooks, mail) that survive restarts.
+"""The outbox's queue: the table, producing, claiming, the outcome and the retry (geekai/outbox).
 
 Producers call `enqueue` inside their own transaction, so a message exists exactly when the rows
 that caused it exist. A periodic job (`deliver_due`) sends what is due; failures retry with capped
@@ -12,25 +12,18 @@ random claim token) may record the outcome.
 """
 from __future__ import annotations
 
-import email.utils
-import hashlib
-import hmac
 import json
 import logging
-import random
 import secrets
-import smtplib
-import ssl
 import time
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from sqlalchemy import Index, Integer, String, Text, and_, or_, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .db import db, isoformat, utcnow
-from .redaction import redact, redact_text  # noqa: F401 (redact: outbox.redact for the pages)
+from ..backoff import delay as backoff_delay
+from ..db import db, isoformat, utcnow
+from ..redaction import redact, redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +31,7 @@ PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 STATUSES = (PENDING, DELIVERED, FAILED)
 TRANSPORTS = ("http", "smtp")
 # Settings (OUTBOX_*) and their defaults: geekai/config.py.
-SIGNATURE_HEADER = "X-Geekai-Signature"
-TIMESTAMP_HEADER = "X-Geekai-Timestamp"
 MAX_ERROR_CHARS = 500
-# Of a receiver's answer, only this much is read (a robot's verdict is a few dozen bytes).
-MAX_ANSWER_BYTES = 64 * 1024
 JOB_ID = "outbox-deliver"
 
 
@@ -106,13 +95,13 @@ def enqueue(topic: str, transport: str, target: str, payload: dict | str, *, key
     dict payloads are sent as JSON. `sign_with` names a config key whose value signs the body
     (HMAC-SHA256 over "<timestamp>.<body>") at send time.
     """
-    if not queue(topic, transport, target, payload, key=key, headers=headers, sign_with=sign_with):
+    if not queue_message(topic, transport, target, payload, key=key, headers=headers, sign_with=sign_with):
         return None
     return db.session.execute(db.select(OutboxMessage).where(OutboxMessage.idempotency_key == key)).scalar_one()
 
 
-def queue(topic: str, transport: str, target: str, payload: dict | str, *, key: str,
-          headers: dict | None = None, sign_with: str | None = None) -> bool:
+def queue_message(topic: str, transport: str, target: str, payload: dict | str, *, key: str,
+                  headers: dict | None = None, sign_with: str | None = None) -> bool:
     """enqueue() for a producer that needs no row back (each payment receipt): True when queued,
     False when `key` was already."""
     if transport not in TRANSPORTS:
@@ -144,7 +133,7 @@ _INSERTS: dict = {}
 
 
 def _insert_once(dialect: str, returning: bool):
-    """The INSERT ... ON CONFLICT DO NOTHING of `queue`, built once per dialect (the values are its
+    """The INSERT ... ON CONFLICT DO NOTHING of `queue_message`, built once per dialect (the values are its
     parameters): building it for each message cost more than running it."""
     if (dialect, returning) not in _INSERTS:
         if dialect == "sqlite":
@@ -286,107 +275,22 @@ def _finish(message: OutboxMessage, **values) -> None:
 
 def backoff(app, attempts: int) -> float:
     """Seconds before the next try after `attempts` failures: doubling, jittered, capped."""
-    first = app.config["OUTBOX_RETRY_FIRST_SECONDS"]
-    cap = app.config["OUTBOX_RETRY_MAX_SECONDS"]
-    delay = first * 2 ** min(attempts - 1, 30)
-    return min(cap, delay * random.uniform(0.75, 1.25))
+    return backoff_delay(attempts, app.config["OUTBOX_RETRY_FIRST_SECONDS"], app.config["OUTBOX_RETRY_MAX_SECONDS"])
+
+
+# transport -> send(app, message): registered by geekai/outbox/__init__.py (http_sender, smtp_sender).
+SENDERS: dict = {}
 
 
 def send(app, message: OutboxMessage) -> None:
     """Send one message by its transport; raise on anything but success."""
-    if message.transport == "http":
-        from .outbox_http import send_http  # requests: loaded by the first send, not at start-up
-
-        send_http(app, message)
-    elif message.transport == "smtp":
-        _send_smtp(app, message)
-    else:
+    sender = SENDERS.get(message.transport)
+    if sender is None:
         raise DeliveryError(f"unknown transport {message.transport!r}")
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The signature header value: "sha256=" + hex HMAC-SHA256 of b"<timestamp>." + body."""
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return "sha256=" + digest
-
-
-# Chat robots answer HTTP 200 even when they refuse a message; the verdict is in the body, in the
-# first of these fields that it has (Feishu answers {"code": 0, ...} or, older, {"StatusCode": 0}).
-_ROBOT_VERDICT = {"alert.wecom": ("errcode",), "alert.dingtalk": ("errcode",), "alert.feishu": ("code", "StatusCode")}
-
-
-def _check_robot_verdict(topic: str, text: str) -> None:
-    fields = _ROBOT_VERDICT.get(topic)
-    if fields is None:
-        return
-    try:
-        answer = json.loads(text)
-    except ValueError:
-        raise DeliveryError(f"unreadable answer from the {topic} robot: {text[:200]!r}") from None
-    if not isinstance(answer, dict):
-        raise DeliveryError(f"unreadable answer from the {topic} robot: {text[:200]!r}")
-    field = next((f for f in fields if f in answer), None)
-    if field is None:  # a proxy's or a wrong endpoint's 200 is no robot's acceptance
-        raise DeliveryError(f"the {topic} robot refused the message (no {fields[0]} in its answer):"
-                            f" {text[:200]!r}"[:300])
-    code = answer[field]
-    if str(code) != "0":
-        why = answer.get("errmsg") or answer.get("msg") or answer.get("StatusMessage") or ""
-        raise DeliveryError(f"the {topic} robot refused the message ({field} {code}): {why}"[:300])
-
-
-def _send_smtp(app, message: OutboxMessage) -> None:
-    server, recipients = smtp_target(message.target, app.config.get("ALERT_SMTP_URL"))
-    extra = json.loads(message.headers or "{}")
-    mail = EmailMessage()
-    mail["From"] = extra.pop("From", None) or server["user"] or "geekai@localhost"
-    mail["To"] = ", ".join(recipients)
-    mail["Subject"] = extra.pop("Subject", None) or f"[geekai] {message.topic}"
-    mail["Date"] = email.utils.formatdate(usegmt=True)
-    # Message-ID from the key: mail systems that dedupe by it drop a re-sent copy.
-    mail["Message-ID"] = f"<{hashlib.sha256(message.idempotency_key.encode()).hexdigest()[:32]}@geekai>"
-    mail["Idempotency-Key"] = message.idempotency_key
-    for name, value in extra.items():
-        mail[name] = value
-    mail.set_content(message.payload)
-    timeout = app.config["OUTBOX_TIMEOUT_SECONDS"]
-    cls = smtplib.SMTP_SSL if server["ssl"] else smtplib.SMTP
-    kwargs = {"context": ssl.create_default_context()} if server["ssl"] else {}
-    with cls(server["host"], server["port"], timeout=timeout, **kwargs) as smtp:
-        smtp.ehlo()
-        if not server["ssl"] and smtp.has_extn("starttls"):
-            smtp.starttls(context=ssl.create_default_context())
-            smtp.ehlo()
-        elif not server["ssl"] and server["user"]:
-            raise DeliveryError(f"the SMTP server {server['host']}:{server['port']} does not offer STARTTLS:"
-                                " not sending the password in clear (use smtps://, or a server with STARTTLS)")
-        if server["user"]:
-            smtp.login(server["user"], server["password"])
-        smtp.send_message(mail, to_addrs=recipients)
-
-
-def smtp_target(target: str, default_url: str | None = None) -> tuple[dict, list[str]]:
-    """Parse "smtp[s]://user:pass@host:port?to=a@x,b@y", or "mailto:a@x,b@y" with ALERT_SMTP_URL."""
-    if target.startswith("mailto:"):
-        if not default_url:
-            raise DeliveryError("mailto target but ALERT_SMTP_URL is not set")
-        url, recipients = default_url, unquote(target[len("mailto:"):]).split(",")
-    else:
-        url = target
-        recipients = ",".join(parse_qs(urlsplit(target).query).get("to", [])).split(",")
-    parts = urlsplit(url)
-    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        raise DeliveryError("SMTP target must look like smtp://user:pass@host:port or smtps://...")
-    recipients = [r.strip() for r in recipients if r.strip()]
-    if not recipients:
-        raise DeliveryError("SMTP target names no recipient")
-    secure = parts.scheme == "smtps"
-    server = {"host": parts.hostname, "port": parts.port or (465 if secure else 25), "ssl": secure,
-              "user": unquote(parts.username or ""), "password": unquote(parts.password or "")}
-    return server, recipients
+    sender(app, message)
 
 
 def init_app(app) -> None:
     """Register the delivery job (several modules call this; register_job keeps one per id)."""
-    from .jobs import register_job
+    from ..jobs import register_job
     register_job(app, JOB_ID, deliver_due, app.config["OUTBOX_INTERVAL_SECONDS"])
