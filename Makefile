@@ -29,5 +29,8 @@ test: $(STAMP)  ## set up and run the tests: the main suite, then the fault suit
 test-faults: $(STAMP)  ## only the fault suite (real app.py processes against the fake servers)
 	$(BIN)/python -m pytest tests/faults
 
+bench: $(STAMP)  ## run every benchmark (a few minutes, on a quiet machine) into docs/PERFORMANCE.md
+	$(BIN)/python bench/run.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,8 +1,8 @@
 """How long from process start to the first /healthz answer, whatever the bot does.
 
-Run by hand: `.venv/bin/python bench/first_answer.py [--runs N]`. Compares a bare Flask app
-served by waitress with geekai with the bot disabled, WeChat unreachable, WeChat hanging, and a
-QR nobody scans (the built-in emulator). Prints a Markdown table (docs/first-answer.md).
+Run by hand: `.venv/bin/python bench/first_answer.py [--runs N]` (or `make bench`). Compares a
+bare Flask app served by waitress with geekai with the bot disabled, WeChat unreachable, WeChat
+hanging, and a QR nobody scans (the built-in emulator).
 """
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import argparse
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import ROOT, Spread, free_port, ratio_spread  # noqa: E402
 
 BARE_APP = """
 import sys
@@ -31,12 +32,6 @@ def healthz():
 server = create_server(app, host="127.0.0.1", port=int(sys.argv[1]))
 server.run()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def first_answers(command, port, env) -> tuple[float, float]:
@@ -71,10 +66,13 @@ def scenarios(silent_url: str, emulator_url: str):
     yield "geekai, QR nobody scans", geekai, {"GEEKAI_WECHAT_BASE_URL": emulator_url}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=15)
-    args = parser.parse_args()
+TITLE = "First answer after start, in every bot condition"
+HEALTHZ_VS_DISABLED = 1.10   # /healthz: within 10% of the bot-disabled run, whatever the bot does
+HEALTHZ_VS_BARE = 1.5        # ... and close to a bare Flask app
+READYZ_VS_BARE = 2.0         # /readyz (the whole app built): at most twice a bare Flask app's
+
+
+def measure(runs: int) -> dict:
     sys.path.insert(0, ROOT)
     from geekai.bot.emulator import WeChatEmulator
 
@@ -82,33 +80,63 @@ def main() -> None:
     silent.bind(("127.0.0.1", 0))
     silent.listen(100)
     emulator = WeChatEmulator().start()
-    rows = []
+    named = list(scenarios(f"http://127.0.0.1:{silent.getsockname()[1]}", emulator.base_url))
+    health = {name: Spread() for name, _, _ in named}
+    ready = {name: Spread() for name, _, _ in named}
     try:
-        for name, command, extra in scenarios(f"http://127.0.0.1:{silent.getsockname()[1]}", emulator.base_url):
-            times, ready = [], []
-            for _ in range(args.runs):
+        for _ in range(runs):  # interleaved: each round starts every scenario once
+            for name, command, extra in named:
                 instance = tempfile.mkdtemp(prefix="geekai-bench-")
                 port = free_port()
                 env = {k: v for k, v in os.environ.items() if not k.startswith("GEEKAI_")}
                 env.update(extra, GEEKAI_INSTANCE_PATH=instance, GEEKAI_PORT=str(port),
                            GEEKAI_ADMIN_PASSWORD="bench-password", NO_PROXY="127.0.0.1")
                 cmd = command + ([str(port)] if command[1] == "-c" else [])
-                health, full = first_answers(cmd, port, env)
-                times.append(health)
-                ready.append(full)
+                first, full = first_answers(cmd, port, env)
+                health[name].add(first)
+                ready[name].add(full)
                 shutil.rmtree(instance, ignore_errors=True)
-            rows.append((name, statistics.median(times), min(times), max(times), statistics.median(ready)))
     finally:
         emulator.stop()
         silent.close()
-    bare = rows[0][1]
-    disabled = rows[1][1]
-    print("| scenario | first /healthz, median (ms) | min | max | vs bare Flask | vs bot disabled "
-          "| first /readyz (full app), median (ms) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, median, low, high, full in rows:
-        print(f"| {name} | {median * 1000:.0f} | {low * 1000:.0f} | {high * 1000:.0f} "
-              f"| {median / bare:.2f}x | {median / disabled:.2f}x | {full * 1000:.0f} |")
+    bare, disabled = named[0][0], named[1][0]
+    rows = ["| scenario | first /healthz, ms median (min–max) | vs bare Flask | vs bot disabled "
+            "| first /readyz (whole app), ms | /readyz vs bare Flask |", "|---|---|---|---|---|---|"]
+    checks = []
+    for name, _, _ in named:
+        h_bare, h_disabled = ratio_spread(health[name], health[bare]), ratio_spread(health[name], health[disabled])
+        r_bare = ratio_spread(ready[name], ready[bare])
+        rows.append(f"| {name} | {health[name].show(0, 1000)} | {h_bare.show(2)} | {h_disabled.show(2)} "
+                    f"| {ready[name].show(0, 1000)} | {r_bare.show(2)} |")
+        if name != bare:
+            checks.append((f"/readyz vs bare Flask, {name}", r_bare.median, f"<= {READYZ_VS_BARE}",
+                           r_bare.median <= READYZ_VS_BARE))
+            checks.append((f"/healthz vs bare Flask, {name}", h_bare.median, f"<= {HEALTHZ_VS_BARE}",
+                           h_bare.median <= HEALTHZ_VS_BARE))
+        if name not in (bare, disabled):
+            checks.append((f"/healthz vs bot disabled, {name}", h_disabled.median, f"<= {HEALTHZ_VS_DISABLED}",
+                           h_disabled.median <= HEALTHZ_VS_DISABLED))
+    return {
+        "title": TITLE,
+        "command": f"python bench/first_answer.py --runs {runs}",
+        "what": ("Each run spawns the process with a new instance folder and polls every 2 ms until the first "
+                 "200 from `/healthz`, then from `/readyz` (which needs the whole app: database, migrations "
+                 "checked, blueprints, the state row replaced). A bare Flask app on waitress is the peer; "
+                 f"geekai runs with the bot disabled, WeChat unreachable (a closed port), a WeChat that accepts "
+                 f"and never answers, and the emulator where nobody scans. {runs} interleaved rounds."),
+        "table": "\n".join(rows),
+        "checks": checks,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=11)
+    args = parser.parse_args()
+    result = measure(args.runs)
+    print(result["table"])
+    for name, value, target, ok in result["checks"]:
+        print(f"{name}: {value:.2f} (target {target}) {'ok' if ok else 'MISSED'}")
 
 
 if __name__ == "__main__":

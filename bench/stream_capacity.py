@@ -84,19 +84,39 @@ def measure(cap: int, pages: int) -> dict:
             "poll_ms": poll, "poll_failed": poll_failed}
 
 
+TITLE = "Open live pages while /healthz still answers"
+
+
+def report(pages: int, caps: list[int]) -> dict:
+    rows = ["| STREAM_MAX_CLIENTS | pages opened | streaming | refused (503, page polls) | no answer "
+            "| /healthz median ms | /healthz failed of 20 | /api/bot median ms | /api/bot failed of 20 |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    checks = []
+    for cap in caps:
+        r = measure(cap, pages)
+        ms = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
+        rows.append(f"| {r['cap']} | {r['pages']} | {r['streaming']} | {r['refused_503']} | {r['no_answer']} "
+                    f"| {ms(r['healthz_ms'])} | {r['healthz_failed']} | {ms(r['poll_ms'])} | {r['poll_failed']} |")
+        if cap < 16:
+            checks.append((f"/healthz failures with {pages} pages open, cap {cap}", r["healthz_failed"], "0",
+                           r["healthz_failed"] == 0))
+    return {
+        "title": TITLE,
+        "command": f"python bench/stream_capacity.py --pages {pages} " + " ".join(f"--cap {c}" for c in caps),
+        "what": (f"`python app.py` (bot disabled) with a given STREAM_MAX_CLIENTS; {pages} admin pages open the "
+                 "event stream and keep it open; then 20 GETs each of /healthz and /api/bot (what a refused "
+                 "page polls). A cap above the server's 16 threads is cut to 12 at start (the second row)."),
+        "table": "\n".join(rows),
+        "checks": checks,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=40)
     parser.add_argument("--cap", type=int, action="append", help="STREAM_MAX_CLIENTS values (default 8 and 1000)")
     args = parser.parse_args()
-    print("| STREAM_MAX_CLIENTS | pages opened | streaming | refused (503, page polls) | no answer "
-          "| /healthz median ms | /healthz failed of 20 | /api/bot median ms | /api/bot failed of 20 |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for cap in args.cap or [8, 1000]:
-        r = measure(cap, args.pages)
-        ms = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
-        print(f"| {r['cap']} | {r['pages']} | {r['streaming']} | {r['refused_503']} | {r['no_answer']} "
-              f"| {ms(r['healthz_ms'])} | {r['healthz_failed']} | {ms(r['poll_ms'])} | {r['poll_failed']} |", flush=True)
+    print(report(args.pages, args.cap or [8, 1000])["table"])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """The database schema: Alembic migrations (geekai/migrations) brought to the head before use.
 
-Every table change is a migration. create_app() calls upgrade(), so `python app.py`, gunicorn's
+Every table change is a migration. A new, empty database gets the models' tables at once, stamped
+with the newest revision (what the migrations would give, checked by tests/test_schema.py); any
+other is migrated step by step. create_app() calls upgrade(), so `python app.py`, gunicorn's
 workers and the tests all meet an up-to-date schema before anything reads it; several processes
 starting at once take turns (a lock per database) and the later ones find nothing to do.
 `flask --app app db ...` (Flask-Migrate) works too, for upgrades by hand, history and downgrades.
@@ -13,7 +15,7 @@ import logging
 import os
 
 import click
-from sqlalchemy import text
+from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, inspect, text
 from sqlalchemy.engine import make_url
 
 from .db import db
@@ -67,8 +69,9 @@ def current_revision(connection) -> str | None:
         return None
 
 
-def upgrade(app) -> list[str]:
-    """Apply the migrations the database lacks, one step at a time; return the steps applied.
+def upgrade(app, every_step: bool = False) -> list[str]:
+    """Apply the migrations the database lacks, one step at a time; return the steps applied (a new
+    database: only HEAD, its tables made at once, unless `every_step`).
 
     Raises SchemaError naming the step that failed; the steps before it stay applied.
     """
@@ -78,7 +81,30 @@ def upgrade(app) -> list[str]:
             if current_revision(connection) == HEAD:
                 return []
         with _upgrade_lock(app, engine) as connection:
+            if not every_step and _is_empty(connection):
+                return _create_new(connection)
             return _apply_missing_steps(app, connection)
+
+
+def _is_empty(connection) -> bool:
+    """A database without a single table: a new one."""
+    empty = not inspect(connection).get_table_names()
+    connection.rollback()
+    return empty
+
+
+def _create_new(connection) -> list[str]:
+    """A new database: the models' tables made at once and stamped HEAD, instead of every migration
+    one by one (which imports Alembic, the slowest part of a first start). tests/test_schema.py
+    checks that both give the same schema."""
+    logger.info("new database: tables created at revision %s", HEAD)
+    with connection.begin():
+        db.metadata.create_all(connection)
+        versions = Table("alembic_version", MetaData(), Column("version_num", String(32), nullable=False),
+                         PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))
+        versions.create(connection)
+        connection.execute(versions.insert().values(version_num=HEAD))
+    return [HEAD]
 
 
 def _apply_missing_steps(app, connection) -> list[str]:

@@ -5,14 +5,11 @@ import contextlib
 import logging
 import os
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.base import JobLookupError
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from .. import jobs, states
 from ..file_modes import tighten_session_caches
 from . import commands
 from .lease import Lease, describe
+from .state_cache import state_cache
 from .store import StateStore, change_signal
 from .supervisor import BotSupervisor
 
@@ -42,13 +39,9 @@ class BotRuntime:
         self.enabled = app.config["BOT_ENABLED"]
         self.lease = Lease(app, app.config["BOT_LEASE_SECONDS"])
         self.store = StateStore(app, guard=self.lease.guard)
-        self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(4)},
-            job_defaults={"coalesce": True, "max_instances": 1},
-            timezone="UTC",
-        )
+        self.scheduler = None   # made by start(): APScheduler stays off the way to the first answer
         # The backend is made when this process leads: a demo's emulator starts in one process only.
-        self.supervisor = BotSupervisor(None, self.store, self.scheduler, app.config)
+        self.supervisor = BotSupervisor(None, self.store, None, app.config)
         self.supervisor.handlers.extend(jobs.message_handlers(app))
         self.supervisor.recorder = jobs.message_recorder(app)
         self.leading = False
@@ -64,7 +57,16 @@ class BotRuntime:
 
     def start(self) -> None:
         """Start the scheduler: the bot and the jobs if this process leads, else a watch for the lease."""
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.scheduler = self.supervisor.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(4)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone="UTC",
+        )
         self.scheduler.start()
+        state_cache(self.app).kept = True  # by the store's writes here, or by the watch below
         self.scheduler.add_job(self._lease_tick, "interval", seconds=self.lease.seconds / 3, id="bot-lease",
                                max_instances=1, coalesce=True)
         if self.lease.held:
@@ -80,7 +82,9 @@ class BotRuntime:
             self.store.flush(COMMAND_WAIT)  # the answer shows the new state once it is written
             return outcome
         with self.app.app_context():
-            return commands.wait_for_outcome(commands.enqueue(command, actor, args), COMMAND_WAIT)
+            outcome = commands.wait_for_outcome(commands.enqueue(command, actor, args), COMMAND_WAIT)
+            state_cache(self.app).load()  # the answer shows what the leader wrote, not the watch's last look
+            return outcome
 
     # -- leading and following ---------------------------------------------------------------
     def _replace_previous_state(self, acquired, at_start: bool) -> None:
@@ -121,6 +125,7 @@ class BotRuntime:
 
     def _follow(self) -> None:
         self.leading = False
+        self._seen_change = None  # the first look reloads the cached state
         self.scheduler.add_job(self._watch_changes, "interval", seconds=FOLLOWER_WATCH_SECONDS, id="bot-watch",
                                max_instances=1, coalesce=True, replace_existing=True)
 
@@ -150,10 +155,18 @@ class BotRuntime:
         """A follower's live pages learn of the leader's writes from the database."""
         change = self.store.last_change()
         if change is not None and change != self._seen_change:
+            try:
+                with self.app.app_context():
+                    state_cache(self.app).load()
+            except Exception:
+                logger.exception("could not read the bot state the leading process wrote")
+                return  # looked at again at the next tick
             self._seen_change = change
             change_signal(self.app).notify()
 
     def _remove_job(self, job_id: str) -> None:
+        from apscheduler.jobstores.base import JobLookupError
+
         with contextlib.suppress(JobLookupError):
             self.scheduler.remove_job(job_id)
 
@@ -161,7 +174,7 @@ class BotRuntime:
         """Stop the bot and the scheduler, give the lease up; True when no attempt is still in flight."""
         if self.enabled and self.leading:
             self.supervisor.stop(actor=states.Actor.SYSTEM, reason="service shutting down")
-        if self.scheduler.running:
+        if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         finished = self.supervisor.join(grace)
         self.store.close(grace)

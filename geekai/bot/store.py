@@ -19,6 +19,7 @@ from typing import Callable
 from ..db import db, utcnow
 from ..models import STATE_ROW_ID, BotEvent, BotState
 from ..redaction import redact_text
+from .state_cache import from_row, state_cache
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +227,10 @@ class StateStore:
                 if write.event is not None:
                     db.session.add(BotEvent(**{k: _fit(BotEvent, k, v) for k, v in write.event.items()}))
             db.session.add(row)
+            db.session.flush()       # a new row gets its column defaults
+            cached = from_row(row)   # before the commit expires the row (reading it again would query)
             db.session.commit()
+        state_cache(self.app).put(cached)
         return True
 
     def _fence(self, batch: list[_Write]) -> None:

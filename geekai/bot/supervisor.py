@@ -17,8 +17,6 @@ import threading
 import traceback
 from datetime import datetime, timedelta, timezone
 
-from apscheduler.jobstores.base import JobLookupError
-
 from .. import backoff, states
 from . import errors
 from .backend import Backend, IncomingMessage
@@ -301,8 +299,11 @@ class BotSupervisor:
         self.generation += 1
         self._cancel.set()
         self._codes.close()
-        with contextlib.suppress(JobLookupError):
-            self.scheduler.remove_job(self._job_id)
+        if self.scheduler is not None:   # None before the runtime starts it: nothing scheduled yet
+            from apscheduler.jobstores.base import JobLookupError
+
+            with contextlib.suppress(JobLookupError):
+                self.scheduler.remove_job(self._job_id)
         session, self.session = self.session, None
         if session is not None:
             session.stop()

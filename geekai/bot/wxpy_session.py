@@ -52,11 +52,13 @@ class WxpySession:
         reason = self.ctx.last_sync_problem or "WeChat session ended"
         if self.kicks is not None and self.online_at is not None:
             self.refusal = self.kicks.refusal(reason, time.monotonic() - self.online_at, self.ctx.end_code)
+        # Reported first: the state is recorded without waiting for the listener thread to end;
+        # what is still queued is delivered after, in order (the supervisor takes late messages).
+        self.listener.logged_out(self.refusal or reason, session_ended=self.ctx.session_ended,
+                                 needs_person=bool(self.refusal))
         if self.inbox is not None:
             self.inbox.close()
         self.release()
-        self.listener.logged_out(self.refusal or reason, session_ended=self.ctx.session_ended,
-                                 needs_person=bool(self.refusal))
 
     def attach(self, bot, itchat) -> None:
         """Take over a Bot that has just logged in and start delivering its messages."""
@@ -229,23 +231,41 @@ class DeliveryQueue(queue.Queue):
         return inbox
 
     def put(self, item, block=True, timeout=None):
-        if self.closed:
-            self.deliver(item)
-        else:
-            super().put(item, block, timeout)
+        with self.mutex:   # never queued after close() has taken the rest: delivered here instead
+            if not self.closed:
+                self._put(item)
+                self.unfinished_tasks += 1
+                self.not_empty.notify()
+                return
+        self.deliver(item)
+
+    def get(self, block=True, timeout=None):
+        """What wxpy's listener polls (every 0.5 s); a close() wakes it at once, and from then on
+        it gets nothing: close() delivers the rest itself, in order."""
+        with self.not_empty:
+            if block:
+                self.not_empty.wait_for(lambda: self._qsize() or self.closed, timeout)
+            if self.closed or not self._qsize():
+                raise queue.Empty
+            item = self._get()
+            self.not_full.notify()
+            return item
 
     def close(self) -> None:
         """Stop wxpy's listener, then deliver what is left, in order, from this thread."""
-        self.closed = True
+        with self.not_empty:
+            self.closed = True
+            self.not_empty.notify_all()   # the listener's poll ends now, not after its 0.5 s
         self.bot.is_listening = False
         thread = self.bot.listening_thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2)
         while True:
-            try:
-                self.deliver(self.get_nowait())
-            except queue.Empty:
-                return
+            with self.mutex:
+                if not self._qsize():
+                    return
+                item = self._get()
+            self.deliver(item)
 
 
 def to_incoming(raw: dict, bot) -> IncomingMessage:

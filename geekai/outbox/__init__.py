@@ -16,11 +16,12 @@ from ..redaction import redact, redact_text
 from . import queue
 from .http_sender import SIGNATURE_HEADER, TIMESTAMP_HEADER, register_answer_check, send_http, sign
 from .queue import (DELIVERED, FAILED, JOB_ID, PENDING, STATUSES, TRANSPORTS, DeliveryError, OutboxMessage,
-                    backoff, backoff_delay, deliver_due, emit_event, enqueue, init_app, retry, send)
+                    backoff, backoff_delay, deliver_due, emit_event, enqueue, init_app, queue_message, retry,
+                    send)
 from .smtp_sender import send_smtp, smtp_target
 
 queue.SENDERS.update(http=send_http, smtp=send_smtp)
 
 __all__ = ["DELIVERED", "FAILED", "JOB_ID", "PENDING", "STATUSES", "TRANSPORTS", "DeliveryError", "OutboxMessage",
            "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "backoff", "backoff_delay", "deliver_due", "emit_event", "enqueue", "init_app",
-           "redact", "redact_text", "register_answer_check", "retry", "send", "sign", "smtp_target"]
+           "queue_message", "redact", "redact_text", "register_answer_check", "retry", "send", "sign", "smtp_target"]

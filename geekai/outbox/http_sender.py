@@ -10,12 +10,10 @@ import hashlib
 import hmac
 import json
 import socket
+import functools
 import threading
 import time
 from collections.abc import Callable
-
-import requests
-from requests.adapters import HTTPAdapter
 
 from .queue import DeliveryError, OutboxMessage
 
@@ -55,7 +53,9 @@ def send_http(app, message: OutboxMessage) -> None:
     timeout = app.config["OUTBOX_TIMEOUT_SECONDS"]
     # requests' read timeout is per read: a receiver trickling a byte now and then would hold the
     # send (and the claim, past its lease) for ever. The watchdog bounds the whole exchange.
-    adapter = _WatchedAdapter()
+    import requests
+
+    adapter = _watched_adapter_class()()
     with _Watchdog(timeout, adapter.connections) as watchdog, requests.Session() as session:
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -89,25 +89,32 @@ def _read_capped(response) -> bytes:
     return b"".join(chunks)[:MAX_ANSWER_BYTES]
 
 
-class _WatchedAdapter(HTTPAdapter):
-    """An adapter that remembers the connections it hands out, for the watchdog to cut."""
+@functools.cache
+def _watched_adapter_class():
+    """requests loads with the first send, not on the way to the web server's first answer."""
+    from requests.adapters import HTTPAdapter
 
-    def __init__(self):
-        super().__init__(max_retries=0)
-        self.connections: list = []
+    class _WatchedAdapter(HTTPAdapter):
+        """An adapter that remembers the connections it hands out, for the watchdog to cut."""
 
-    def get_connection_with_tls_context(self, *args, **kwargs):
-        pool = super().get_connection_with_tls_context(*args, **kwargs)
-        if not getattr(pool, "_geekai_watched", False):
-            get_conn = pool._get_conn
+        def __init__(self):
+            super().__init__(max_retries=0)
+            self.connections: list = []
 
-            def watched_get_conn(*a, **kw):
-                conn = get_conn(*a, **kw)
-                self.connections.append(conn)
-                return conn
+        def get_connection_with_tls_context(self, *args, **kwargs):
+            pool = super().get_connection_with_tls_context(*args, **kwargs)
+            if not getattr(pool, "_geekai_watched", False):
+                get_conn = pool._get_conn
 
-            pool._get_conn, pool._geekai_watched = watched_get_conn, True
-        return pool
+                def watched_get_conn(*a, **kw):
+                    conn = get_conn(*a, **kw)
+                    self.connections.append(conn)
+                    return conn
+
+                pool._get_conn, pool._geekai_watched = watched_get_conn, True
+            return pool
+
+    return _WatchedAdapter
 
 
 class _Watchdog:

@@ -19,8 +19,6 @@ import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import Index, Integer, String, Text, and_, or_, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..backoff import delay as backoff_delay
@@ -91,11 +89,21 @@ class DeliveryError(Exception):
 
 def enqueue(topic: str, transport: str, target: str, payload: dict | str, *, key: str,
             headers: dict | None = None, sign_with: str | None = None) -> OutboxMessage | None:
-    """Add a message to the session (the caller commits); None when `key` was already queued.
+    """Add a message in the caller's transaction (the caller commits); the message, or None when
+    `key` was already queued.
 
     dict payloads are sent as JSON. `sign_with` names a config key whose value signs the body
     (HMAC-SHA256 over "<timestamp>.<body>") at send time.
     """
+    if not queue_message(topic, transport, target, payload, key=key, headers=headers, sign_with=sign_with):
+        return None
+    return db.session.execute(db.select(OutboxMessage).where(OutboxMessage.idempotency_key == key)).scalar_one()
+
+
+def queue_message(topic: str, transport: str, target: str, payload: dict | str, *, key: str,
+                  headers: dict | None = None, sign_with: str | None = None) -> bool:
+    """enqueue() for a producer that needs no row back (each payment receipt): True when queued,
+    False when `key` was already."""
     if transport not in TRANSPORTS:
         raise ValueError(f"transport must be one of {TRANSPORTS}, not {transport!r}")
     if not key:
@@ -105,24 +113,37 @@ def enqueue(topic: str, transport: str, target: str, payload: dict | str, *, key
     values = dict(topic=topic, transport=transport, target=target, payload=body,
                   headers=json.dumps(headers or {}, ensure_ascii=False), idempotency_key=key,
                   sign_with=sign_with, status=PENDING, attempts=0, next_attempt_at=now,
-                  last_error="", created_at=now)
+                  last_error="", created_at=now, claim_token=None, delivered_at=None)
     dialect = db.session.get_bind(mapper=OutboxMessage).dialect.name
     if dialect not in ("sqlite", "postgresql"):
         if db.session.execute(db.select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key)).first():
-            return None
-        message = OutboxMessage(**values)
-        db.session.add(message)
-        return message
+            return False
+        db.session.add(OutboxMessage(**values))
+        db.session.flush()
+        return True
     # INSERT ... ON CONFLICT DO NOTHING: a concurrent producer of the same key can neither make
     # this raise nor roll back the caller's rows.
-    insert = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(OutboxMessage).values(**values) \
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    if db.session.get_bind(mapper=OutboxMessage).dialect.insert_returning:
-        return db.session.scalars(insert.returning(OutboxMessage)).first()
-    result = db.session.execute(insert)
-    if result.rowcount != 1:
-        return None
-    return db.session.execute(db.select(OutboxMessage).where(OutboxMessage.idempotency_key == key)).scalar_one()
+    connection = db.session.connection()
+    returning = connection.dialect.insert_returning   # rowcount is not reliable with PostgreSQL's drivers
+    result = connection.execute(_insert_once(dialect, returning), values)
+    return result.first() is not None if returning else result.rowcount == 1
+
+
+_INSERTS: dict = {}
+
+
+def _insert_once(dialect: str, returning: bool):
+    """The INSERT ... ON CONFLICT DO NOTHING of `queue_message`, built once per dialect (the values are its
+    parameters): building it for each message cost more than running it."""
+    if (dialect, returning) not in _INSERTS:
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        table = OutboxMessage.__table__
+        insert = dialect_insert(table).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        _INSERTS[dialect, returning] = insert.returning(table.c.id) if returning else insert
+    return _INSERTS[dialect, returning]
 
 
 def emit_event(event_type: str, key: str, data: dict, *, url: str | None, sign_with: str) -> None:
@@ -133,7 +154,7 @@ def emit_event(event_type: str, key: str, data: dict, *, url: str | None, sign_w
     if not url:
         return
     body = {"id": key, "type": event_type, "created_at": isoformat(utcnow()), "data": data}
-    enqueue(event_type, "http", url, body, key=key, sign_with=sign_with)
+    queue_message(event_type, "http", url, body, key=key, sign_with=sign_with)
 
 
 def retry(message_id: int) -> bool:

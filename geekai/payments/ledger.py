@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import BigInteger, update
+from sqlalchemy import BigInteger, bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -28,6 +28,16 @@ SECRET_KEY_NAME = "PAYMENT_CALLBACK_SECRET"
 # Notes are short; a longer one is scanned only this far for an order code.
 MAX_NOTE_SCAN = 256
 _NOTE_NOISE = re.compile(r"[\s\-_·.,:：，。]+")
+# What each receipt runs, built once (see recorder.py).
+_orders, _payments = Order.__table__, Payment.__table__
+_MATCHING_ORDERS = (_orders.select().where(_orders.c.code.in_(bindparam("codes", expanding=True)),
+                                           _orders.c.status == PENDING,
+                                           _orders.c.amount_cents == bindparam("amount_cents"),
+                                           _orders.c.expires_at >= bindparam("received_at")).order_by(_orders.c.id))
+_PAY_ORDER = (update(_orders).where(_orders.c.id == bindparam("order_id"), _orders.c.status == PENDING)
+              .values(status=PAID, payment_id=bindparam("paid_with"), paid_at=bindparam("paid_at")))
+_MATCH_PAYMENT = (update(_payments).where(_payments.c.id == bindparam("payment_id"))
+                  .values(status=MATCHED, order_id=bindparam("matched_order")))
 
 
 class ClaimRefused(Exception):
@@ -104,20 +114,21 @@ def normalize_note(note: str) -> str:
 def match_order(payment: Payment) -> Order | None:
     """Mark the pending order whose code is in the note and whose amount is the payment's as paid.
 
-    Runs inside the caller's transaction (the one that inserted the payment).
+    Runs inside the caller's transaction (the one that inserted the payment, with a statement:
+    `payment` is the row as written, outside the session), and records the match in both; the
+    order returned is the row as updated, outside the session too.
     """
     text = normalize_note(payment.note)[:MAX_NOTE_SCAN]
     # Every code-long piece of the note: one indexed lookup, however many orders are pending.
     pieces = {text[i:i + CODE_LENGTH] for i in range(len(text) - CODE_LENGTH + 1)}
     if not pieces:
         return None
-    candidates = db.session.execute(
-        db.select(Order).where(Order.code.in_(pieces), Order.status == PENDING,
-                               Order.amount_cents == payment.amount_cents,
-                               Order.expires_at >= payment.received_at).order_by(Order.id)
-    ).scalars().all()
-    for order in candidates:
+    rows = db.session.connection().execute(_MATCHING_ORDERS, {
+        "codes": sorted(pieces), "received_at": payment.received_at, "amount_cents": payment.amount_cents,
+    }).mappings().all()
+    for order in (Order(**row) for row in rows):   # as read, outside the session (like `payment`)
         if _mark_paid(order, payment):
+            db.session.connection().execute(_MATCH_PAYMENT, {"payment_id": payment.id, "matched_order": order.id})
             payment.status, payment.order_id = MATCHED, order.id
             return order
     return None
@@ -126,11 +137,8 @@ def match_order(payment: Payment) -> Order | None:
 def _mark_paid(order: Order, payment: Payment) -> bool:
     """Conditional UPDATE: True only for the one caller that moved the order from pending to paid."""
     paid_at = utcnow()
-    result = db.session.execute(
-        update(Order).where(Order.id == order.id, Order.status == PENDING)
-        .values(status=PAID, payment_id=payment.id, paid_at=paid_at),
-        execution_options={"synchronize_session": False},
-    )
+    result = db.session.connection().execute(_PAY_ORDER, {"order_id": order.id, "paid_with": payment.id,
+                                                          "paid_at": paid_at})
     if result.rowcount != 1:
         return False
     # What the UPDATE wrote, without a reload and without marking the object dirty.

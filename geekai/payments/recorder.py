@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta, timezone
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..db import db, utcnow
@@ -31,6 +31,14 @@ APP_MESSAGE = 49
 # Words that make an app message from anyone worth keeping (as rejected, if not from WeChat Pay).
 _RECEIPT_WORDS = ("收款", "到账", "微信支付")
 STORE_ATTEMPTS = 3
+
+# The statements of every receipt, built once: building them again per message was most of its cost.
+_notices = PaymentNotice.__table__
+_STORE_NOTICE = insert(_notices)
+_CLAIM_NOTICE = (update(_notices)   # the SET columns are the parameters' names
+                 .where(_notices.c.id == bindparam("notice_id"), _notices.c.status == RECEIVED))
+_payments = Payment.__table__
+_INSERT_PAYMENT = insert(_payments)
 
 
 def handle_message(app, message) -> None:
@@ -90,7 +98,7 @@ def store(message) -> StoredNotice | None:
     """Commit the raw notice; for a redelivery, the earlier notice only if it is still unprocessed."""
     raw = message.raw or {}
     contact = message.sender_contact or {}
-    row = PaymentNotice(
+    values = dict(
         msg_id=str(message.id) if message.id else None,
         msg_type=_int(raw.get("MsgType")),
         sender=str(message.sender or contact.get("UserName") or "")[:200],
@@ -100,17 +108,17 @@ def store(message) -> StoredNotice | None:
         create_time=_int(raw.get("CreateTime")),
         stored_at=utcnow(),
         status=RECEIVED,
+        reason="", title="", note="",
     )
-    db.session.add(row)
     try:
-        db.session.flush()
-        notice = StoredNotice.of(row)
+        notice_id = db.session.connection().execute(_STORE_NOTICE, values).inserted_primary_key[0]
         db.session.commit()
-        return notice
+        return StoredNotice(notice_id, values["msg_id"], values["sender"], values["sender_name"],
+                            values["sender_verify_flag"], values["content"], values["create_time"])
     except IntegrityError:  # the same WeChat message again (hot reload, repeated sync)
         db.session.rollback()
     earlier = db.session.execute(
-        db.select(PaymentNotice).where(PaymentNotice.msg_id == row.msg_id)).scalar_one_or_none()
+        db.select(PaymentNotice).where(PaymentNotice.msg_id == values["msg_id"])).scalar_one_or_none()
     return StoredNotice.of(earlier) if earlier is not None and earlier.status == RECEIVED else None
 
 
@@ -139,12 +147,8 @@ def process(notice: StoredNotice) -> str | None:
 def _claim(notice: StoredNotice, parsed: ParsedNotice, status: str, reason: str, **extra) -> bool:
     """Move the notice out of `received` (conditional UPDATE): True for the one caller that did."""
     values = dict(status=status, reason=reason[:1000], title=parsed.title[:500], tx_id=parsed.tx_id,
-                  amount_cents=parsed.amount_cents, note=parsed.note, **extra)
-    result = db.session.execute(
-        update(PaymentNotice).where(PaymentNotice.id == notice.id, PaymentNotice.status == RECEIVED).values(**values),
-        execution_options={"synchronize_session": False},
-    )
-    return result.rowcount == 1
+                  amount_cents=parsed.amount_cents, note=parsed.note, notice_id=notice.id, **extra)
+    return db.session.connection().execute(_CLAIM_NOTICE, values).rowcount == 1
 
 
 def _finish(notice: StoredNotice, parsed: ParsedNotice, status: str, reason: str) -> str | None:
@@ -159,18 +163,18 @@ def _finish(notice: StoredNotice, parsed: ParsedNotice, status: str, reason: str
 def _book(notice: StoredNotice, parsed: ParsedNotice) -> str | None:
     """Insert the ledger row, claim the notice, match an order, queue events: one transaction."""
     received_at = parsed.received_at.astimezone(timezone.utc).replace(tzinfo=None) if parsed.received_at else utcnow()
-    payment = Payment(tx_id=parsed.tx_id, amount_cents=parsed.amount_cents, note=parsed.note, status=UNCLAIMED,
-                      received_at=received_at, recorded_at=utcnow(), notice_id=notice.id, msg_id=notice.msg_id,
-                      sender=notice.sender_name)
-    db.session.add(payment)
+    values = dict(tx_id=parsed.tx_id, amount_cents=parsed.amount_cents, note=parsed.note, status=UNCLAIMED,
+                  received_at=received_at, recorded_at=utcnow(), notice_id=notice.id, msg_id=notice.msg_id,
+                  sender=notice.sender_name, order_id=None, claimed_at=None, claimed_by=None)
     try:
-        db.session.flush()
+        payment_id = db.session.connection().execute(_INSERT_PAYMENT, values).inserted_primary_key[0]
     except IntegrityError:  # the unique tx_id: this transaction is already in the ledger
         db.session.rollback()
         return _duplicate(notice, parsed)
-    if not _claim(notice, parsed, ACCEPTED, "", payment_id=payment.id):
+    if not _claim(notice, parsed, ACCEPTED, "", payment_id=payment_id):
         db.session.rollback()  # another worker processed this notice first
         return None
+    payment = Payment(id=payment_id, **values)   # not in the session: the row is written already
     order = ledger.match_order(payment)
     ledger.emit("payment.received", f"payment.received:{payment.tx_id}", {"payment": payment.to_dict()})
     if order is not None:

@@ -1,13 +1,15 @@
 """The JSON API: bot state, history, login QR and controls (admin only)."""
 from __future__ import annotations
 
+import json
 import re
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, request, url_for
 
 from ..bot import runtime as bot_runtime
+from ..bot.state_cache import state_cache
 from ..db import db
-from ..models import STATE_ROW_ID, BotEvent, BotState
+from ..models import BotEvent
 from .auth import actor, admin_required
 from .params import int_arg, limit_arg
 from .reasons import annotate
@@ -20,17 +22,23 @@ VERIFY_CODE = re.compile(r"\d{1,10}")
 
 
 def current_state() -> dict:
-    """The state row as the API shows it."""
-    row = db.session.get(BotState, STATE_ROW_ID)
-    if row is None:
-        return annotate(BotState(state="stopped", reason="", detail="", attempt=0).to_dict() | {"since": None})
-    return annotate(row.to_dict())
+    """The state row as the API shows it: from the cache the state store keeps (state_cache.py),
+    annotated once per change."""
+    return state_cache(current_app).get().derive("api", _annotated)
+
+
+def _annotated(cached) -> dict:
+    return annotate(cached.view)
+
+
+def _state_json(cached) -> bytes:
+    return (json.dumps(cached.derive("api", _annotated), sort_keys=True, separators=(",", ":")) + "\n").encode()
 
 
 @bp.get("/bot")
 @admin_required
 def bot_state():
-    return jsonify(current_state())
+    return Response(state_cache(current_app).get().derive("json", _state_json), mimetype="application/json")
 
 
 def event_page(limit: int, before: int | None = None) -> tuple[list[dict], str | None]:
@@ -58,10 +66,10 @@ def bot_events():
 @admin_required
 def bot_qr():
     """The login QR while waiting for a scan; it is a credential, so never cached."""
-    row = db.session.get(BotState, STATE_ROW_ID)
-    if row is None or row.state != "waiting_for_scan" or not row.qr_png:
-        return jsonify(error="no login QR right now", state=row.state if row else "stopped"), 404
-    return Response(row.qr_png, mimetype="image/png", headers={"Cache-Control": "no-store"})
+    cached = state_cache(current_app).get()
+    if cached.state != "waiting_for_scan" or not cached.qr_png:
+        return jsonify(error="no login QR right now", state=cached.state), 404
+    return Response(cached.qr_png, mimetype="image/png", headers={"Cache-Control": "no-store"})
 
 
 def _control(command: str, args: dict | None = None):

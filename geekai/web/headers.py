@@ -9,6 +9,10 @@ def init_app(app) -> None:
 
 
 def add_security_headers(response):
-    for name, value in HEADERS:
-        response.headers.setdefault(name, value)
+    headers = response.headers
+    if any(name in headers for name, _ in HEADERS):   # a view set one of its own: keep it
+        for name, value in HEADERS:
+            headers.setdefault(name, value)
+    else:
+        headers.extend(HEADERS)
     return response

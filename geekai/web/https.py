@@ -28,6 +28,20 @@ class PerRequestSecureSessions(SecureCookieSessionInterface):
     def get_cookie_secure(self, app) -> bool:
         return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
 
+    def open_session(self, app, request):
+        # Without a cookie there is nothing to verify: skip building a signer for each API call.
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app, session, response) -> None:
+        # An empty session nobody changed sets no cookie: skip working out the cookie's options.
+        if not session and not session.modified:
+            if session.accessed:
+                response.vary.add("Cookie")
+            return
+        super().save_session(app, session, response)
+
 
 def init_app(app) -> None:
     """Install the session interface."""

@@ -60,10 +60,12 @@ def init_app(app) -> None:
 
     @app.after_request
     def remember(response):
-        asked = request.args.get("lang")
+        asked = request.args.get("lang") if b"lang=" in request.query_string else None
         if asked in LANGUAGES:
             response.set_cookie("lang", asked, max_age=365 * 86400, samesite="Lax")
         # The same URL answers in two languages.
-        response.vary.add("Accept-Language")
-        response.vary.add("Cookie")
+        if "Vary" in response.headers:
+            response.vary.update(("Accept-Language", "Cookie"))
+        else:  # most answers: one header set, without parsing and rewriting it twice
+            response.headers["Vary"] = "Accept-Language, Cookie"
         return response

@@ -17,7 +17,6 @@ from collections import defaultdict
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 from sqlalchemy import Integer, func
 
-from ..bot import runtime as bot_runtime
 from .. import states
 from ..db import db, utcnow
 from ..models import STATE_ROW_ID, WATCHDOG_RESTART, BotEvent, BotState
@@ -191,7 +190,7 @@ class GeekaiCollector:
     def _from_process(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
-        runtime = bot_runtime.get(self.app)
+        runtime = self.app.extensions.get("geekai.bot")  # bot/runtime.py's, without importing APScheduler
         supervisor = runtime.supervisor if runtime is not None else None
         heartbeat = supervisor.last_heartbeat() if supervisor is not None else None
         if heartbeat is not None:
