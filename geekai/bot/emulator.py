@@ -13,7 +13,7 @@ import random
 import string
 import time
 
-from .fake_server import CONTROL, FAULT_MODES, FakeServer
+from .fake_server import FAULT_MODES, FakeServer
 
 __all__ = ["WeChatEmulator", "FAULT_MODES", "STATES"]
 
@@ -126,14 +126,14 @@ class WeChatEmulator(FakeServer):
     thread_name = "wechat-emulator"
 
     def __init__(self, login_poll_hold=25.0, synccheck_hold=25.0, qr_lifetime=None,
-                 push_login=False, nickname="GeekAI测试号", control_token=None):
+                 push_login=False, nickname="GeekAI测试号"):
         # The real server holds both long-polls about 25 s; tests pass small holds.
         self.login_poll_hold = float(login_poll_hold)
         self.synccheck_hold = float(synccheck_hold)
         self.qr_lifetime = qr_lifetime
         self.push_login = bool(push_login)
         self.nickname = nickname
-        super().__init__(control_token)
+        super().__init__()
         self._qr = None
         self._tickets = {}  # redirect ticket -> uuid of the confirmed QR
         self._sessions = {}  # sid -> Session
@@ -435,8 +435,6 @@ class WeChatEmulator(FakeServer):
             return 200, "text/html; charset=utf-8", "<html><body>WeChat emulator</body></html>", []
         if path == "/jslogin":
             return self._jslogin()
-        if path.startswith(CONTROL):
-            return self._control(method, path[len(CONTROL):], body)
         if not path.startswith(CGI + "/"):
             return self._not_found()
         name = path[len(CGI) + 1:]
@@ -718,36 +716,3 @@ class WeChatEmulator(FakeServer):
                 return self._json_reply({"ret": "1", "msg": "push login refused"})
             qr = self._new_qr(pushed=True)
         return self._json_reply({"ret": "0", "msg": "all ok", "uuid": qr.uuid})
-
-    # ----- control endpoints for the demo page -------------------------------------------
-
-    def _control(self, method, action, body):
-        """POST scan|confirm|cancel|expire|logout|send_text|inject|fault; GET state."""
-        if action == "state" and method == "GET":
-            return self._json_reply(self.snapshot())
-        if method != "POST":
-            return self._not_found()
-        data = self._json(body) if body else {}
-        if data is None:
-            return self._json_reply({"ok": False, "error": "invalid JSON"}, status=400)
-        try:
-            if action in ("scan", "confirm", "cancel", "logout"):
-                ok = getattr(self, action)()
-            elif action == "expire":
-                ok = self.expire_qr()
-            elif action == "send_text":
-                self.send_text(data["text"], data.get("from_user"))
-                ok = True
-            elif action == "inject":
-                self.inject_message(data)
-                ok = True
-            elif action == "fault":
-                self.set_fault(data.get("mode"), data.get("paths"))
-                ok = True
-            else:
-                return self._not_found()
-        except (KeyError, TypeError, ValueError) as e:
-            return self._json_reply({"ok": False, "error": repr(e)}, status=400)
-        result = self.snapshot()
-        result["ok"] = bool(ok)
-        return self._json_reply(result)

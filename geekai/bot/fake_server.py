@@ -6,17 +6,12 @@ this module reads the requests, applies the fault a test set, and writes the ans
 """
 
 import collections
-import hmac
-import json
-import secrets
 import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-CONTROL = "/_emulator/"
-CONTROL_TOKEN_HEADER = "X-Emulator-Token"
 FAULT_MODES = (None, "hang", "garbage", "5xx", "drop")
 # Matches none of itchat's regexes and is neither valid JSON nor well-formed XML.
 GARBAGE = "<html><body>502 Bad Gateway & <<not the protocol".encode("utf-8")
@@ -99,10 +94,6 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, OSError):
             self.close_connection = True
             return
-        if path.startswith(CONTROL) and not emu.control_allowed(self.headers.get(CONTROL_TOKEN_HEADER)):
-            error = {"ok": False, "error": f"send the control token in {CONTROL_TOKEN_HEADER}"}
-            self._reply((403, "application/json", json.dumps(error), []))
-            return
         emu._count(path)
         fault = emu._await_fault(path)
         if fault == "stopped" or fault == "drop":
@@ -155,9 +146,7 @@ class FakeServer:
 
     thread_name = "fake-server"
 
-    def __init__(self, control_token=None):
-        # Required by the HTTP control endpoints; the methods themselves are for this process.
-        self.control_token = control_token or secrets.token_urlsafe(24)
+    def __init__(self):
         # One condition guards all state; every change notifies, so long-polls wake at once.
         self._cond = threading.Condition(threading.RLock())
         self._stopping = False
@@ -251,7 +240,7 @@ class FakeServer:
     def set_fault(self, mode, paths=None, times=None):
         """Make matching requests hang, get garbage, get 503, or be dropped (None clears).
 
-        paths: substrings of the request path (None: every path but the control endpoints);
+        paths: substrings of the request path (None: every path);
         times: the fault clears itself after that many matching requests (None: when cleared);
         those held by "hang" stay held until the next set_fault().
         """
@@ -289,9 +278,9 @@ class FakeServer:
             self.request_counts[path] += 1
 
     def _fault_for(self, path):
-        """The fault mode for this path; control endpoints are never faulted."""
+        """The fault mode for this path."""
         mode, paths = self._fault
-        if mode is None or path.startswith(CONTROL):
+        if mode is None:
             return None
         if paths is None or any(p in path for p in paths):
             return mode
@@ -318,10 +307,6 @@ class FakeServer:
             self._fault_times -= 1
             if self._fault_times <= 0:
                 self._fault, self._fault_times = (None, None), None
-
-    def control_allowed(self, token):
-        """Whether an HTTP control request carries this server's control token."""
-        return bool(token) and hmac.compare_digest(token.encode(), self.control_token.encode())
 
     def _route(self, method, path, query, body, headers):
         """Answer one request as (status, content_type, body, headers), or None to hang up."""

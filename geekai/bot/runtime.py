@@ -231,8 +231,8 @@ def _demo(app, name: str, emulator) -> str:
     """Start demo mode's emulator in this process, for the bot and the simulated phone; its URL."""
     emulator.start()
     app.extensions[EMULATOR] = emulator
-    logger.info("demo mode: the %s emulator serves on %s; its control endpoints need the random token this "
-                "process holds (the page's simulated phone acts in-process)", name, emulator.base_url)
+    logger.info("demo mode: the %s emulator serves on %s (the page's simulated phone acts on it in-process; "
+                "it has no control endpoints)", name, emulator.base_url)
     return emulator.base_url
 
 
