@@ -29,7 +29,8 @@ def test_sixteen_busy_server_threads_open_no_more_connections_than_the_pool_keep
 
     serving = threading.Thread(target=run, daemon=True)
     serving.start()
-    url = f"http://127.0.0.1:{server.getsockname()[1]}/api/bot"
+    # The history reads the database on every request (GET /api/bot may answer from the state cache).
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/api/bot/events?limit=5"
     failures = []
 
     def client():
@@ -54,6 +55,8 @@ def test_sixteen_busy_server_threads_open_no_more_connections_than_the_pool_keep
         wasyncore.close_all(server._map)  # the listening socket and every kept-alive connection
         serving.join(5)
     assert failures == []
-    # 192 requests on 16 threads: at most one connection per thread, opened once and kept.
-    assert 1 <= len(opened) <= THREADS, len(opened)
+    # 192 requests on 16 threads: at most one connection per thread, opened once and kept (the
+    # connection the schema check left in the pool may serve some of them).
+    assert len(opened) <= THREADS, len(opened)
+    assert 1 <= engine.pool.checkedin() <= THREADS
     assert engine.pool.size() == app.config["DB_POOL_SIZE"]
