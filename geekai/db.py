@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 from datetime import datetime, timezone
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
@@ -19,6 +22,35 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+
+logger = logging.getLogger(__name__)
+# How long a received message (or payment notice) waits for a locked or absent database before the
+# error is given up on: far longer than a backup or a `sqlite3` shell holds the file. The bot's
+# receive thread waits meanwhile; the messages behind it wait in the protocol's queue, not lost.
+STORE_PATIENCE = 120.0
+
+
+def store_patiently(store, what: str, patience: float = STORE_PATIENCE):
+    """`store()` (which commits), tried again with growing pauses while the database is locked or
+    unreachable (OperationalError); its result, or the last error once `patience` seconds passed."""
+    deadline, pause, warned = time.monotonic() + patience, 0.2, False
+    while True:
+        try:
+            result = store()
+        except OperationalError:
+            db.session.rollback()
+            if time.monotonic() + pause > deadline:
+                raise
+            if not warned:
+                logger.warning("storing %s waits for the database (locked or unreachable)", what, exc_info=True)
+                warned = True
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+            continue
+        if warned:
+            logger.warning("stored %s once the database answered", what)
+        return result
 
 
 def utcnow() -> datetime:

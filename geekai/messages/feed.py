@@ -3,20 +3,18 @@ the API answers 202, each with its callback event queued in the same transaction
 from __future__ import annotations
 
 import logging
-import time
 
 from flask import current_app
 from sqlalchemy import text as sql
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from .. import outbox
-from ..db import db, utcnow
+from ..db import db, store_patiently, utcnow
 from .models import IN, MAX_CONTACT, OUT, QUEUED, RECEIVED, Message
 
 logger = logging.getLogger(__name__)
 
 SECRET_KEY_NAME = "MESSAGE_CALLBACK_SECRET"
-STORE_ATTEMPTS = 3
 # pg_advisory_xact_lock key under which message rows are inserted one transaction at a time.
 _PG_INSERT_LOCK = 0x6765656B6D7367
 
@@ -25,19 +23,10 @@ def record_incoming(app, message) -> int | None:
     """The supervisor's recorder: store a received message (commits) before any handler runs.
 
     Returns the row id, or None for a redelivery of a message stored already. A locked database
-    is tried again a few times; after that the error goes to the supervisor, which logs it.
+    is waited out (geekai/db.py store_patiently); past that the error goes to the supervisor.
     """
     with app.app_context():
-        for attempt in range(STORE_ATTEMPTS):
-            try:
-                return _store_incoming(message)
-            except OperationalError:
-                db.session.rollback()
-                if attempt == STORE_ATTEMPTS - 1:
-                    raise
-                logger.warning("storing message %s failed, trying again", message.id, exc_info=True)
-                time.sleep(0.2 * (attempt + 1))
-    return None
+        return store_patiently(lambda: _store_incoming(message), f"message {message.id}")
 
 
 def _store_incoming(message) -> int | None:

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from dataclasses import dataclass
 from datetime import timedelta, timezone
 
 from flask import current_app
 from sqlalchemy import bindparam, insert, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
-from ..db import db, utcnow
+from ..db import db, store_patiently, utcnow
 from . import ledger
 from .models import (ACCEPTED, DUPLICATE, IGNORED, RECEIVED, REJECTED, UNCLAIMED, UNPARSED, Payment,
                      PaymentNotice)
@@ -30,7 +29,6 @@ logger = logging.getLogger(__name__)
 APP_MESSAGE = 49
 # Words that make an app message from anyone worth keeping (as rejected, if not from WeChat Pay).
 _RECEIPT_WORDS = ("收款", "到账", "微信支付")
-STORE_ATTEMPTS = 3
 
 # The statements of every receipt, built once: building them again per message was most of its cost.
 _notices = PaymentNotice.__table__
@@ -81,16 +79,8 @@ class StoredNotice:
 
 def record(message) -> str | None:
     """Store and process one message; the notice's final status, None for a handled redelivery."""
-    for attempt in range(STORE_ATTEMPTS):
-        try:
-            notice = store(message)
-            break
-        except OperationalError:  # e.g. "database is locked" after busy_timeout: the message is only in memory
-            db.session.rollback()
-            if attempt == STORE_ATTEMPTS - 1:
-                raise
-            logger.warning("storing payment notice %s failed, trying again", message.id, exc_info=True)
-            time.sleep(0.2 * (attempt + 1))
+    # A locked database is waited out: until stored, the notice exists only in memory.
+    notice = store_patiently(lambda: store(message), f"payment notice {message.id}")
     return None if notice is None else process(notice)
 
 
