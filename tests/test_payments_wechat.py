@@ -59,3 +59,34 @@ def test_forgery_through_wxpy_is_rejected(pay_bot_app, run_bot, emulator, auth, 
     assert payments(client, auth) == []
     time.sleep(0.3)
     assert receiver.requests == []
+
+
+def test_a_receipt_still_queued_when_the_phone_logs_out_is_judged_by_its_real_sender(pay_bot_app, run_bot, emulator,
+                                                                                  auth):
+    """itchat's logout empties its contact lists: a message must be read (its sender looked up) when
+    it arrives, not when a slow handler before it lets it through; else WeChat Pay's own notice looks
+    like a friend's forgery and the payment is rejected."""
+    import threading
+
+    client = pay_bot_app.test_client()
+    runtime = run_bot(pay_bot_app)
+    log_in_by_scan(client, auth, emulator)
+    held, release = threading.Event(), threading.Event()
+
+    def slow(message):  # a handler that waits (as for a locked database) on the first text
+        if message.text == "first":
+            held.set()
+            release.wait(20)
+    runtime.supervisor.handlers.insert(0, slow)
+    emulator.send_text("first")
+    assert held.wait(10)
+    now = int(time.time())
+    emulator.inject_message({"MsgType": 49, "AppMsgType": 5, "FromUserName": emulator.mp_username("微信支付"),
+                             "Content": as_web_wechat(receipt_xml("4200001234202409100000000999", "3.00",
+                                                                  create_time=now)), "CreateTime": now})
+    assert emulator.wait_for(lambda: emulator.pending_messages == 0, timeout=10)  # fetched, waiting behind
+    emulator.logout()
+    wait_for(lambda: client.get("/api/bot", headers=auth).get_json()["state"] != "logged_in", timeout=10)
+    release.set()
+    booked = wait_for(lambda: payments(client, auth), timeout=15)
+    assert [(p["tx_id"], p["status"]) for p in booked] == [("4200001234202409100000000999", "unclaimed")]

@@ -50,7 +50,7 @@ def listening(inbox: DeliveryQueue, bot, poll: float) -> threading.Thread:
 def test_closing_wakes_a_listener_in_a_long_poll():
     delivered = []
     bot = types.SimpleNamespace(is_listening=False, listening_thread=None)
-    inbox = DeliveryQueue(bot, delivered.append)
+    inbox = DeliveryQueue(bot, delivered.append, lambda raw: raw)
     thread = listening(inbox, bot, poll=3600)   # a poll no test would wait out
     inbox.put("first")
     assert wait_for(lambda: delivered == ["first"], timeout=5)
@@ -70,7 +70,7 @@ def test_what_is_queued_at_close_is_delivered_by_close_in_order():
             release.wait(30)
 
     bot = types.SimpleNamespace(is_listening=False, listening_thread=None)
-    inbox = DeliveryQueue(bot, deliver)
+    inbox = DeliveryQueue(bot, deliver, lambda raw: raw)
     thread = listening(inbox, bot, poll=3600)
     for item in ("slow", "second", "third"):
         inbox.put(item)

@@ -67,7 +67,7 @@ class WxpySession:
         # wxpy's own wrapper, installed after login, calls requests.Session.request directly,
         # past ours: wrap again so heartbeats, timeouts and logout reasons are seen while online.
         bounded_http.wrap_requests(bot.core.s, self.ctx)
-        self.inbox = DeliveryQueue.replace(bot, self.deliver)
+        self.inbox = DeliveryQueue.replace(bot, self.deliver, self.read)
         bot.start_delivering(self.deliver)
 
     @property
@@ -187,8 +187,10 @@ class WxpySession:
         with contextlib.suppress(Exception):
             bot.core.s.close()
 
-    def deliver(self, raw: dict) -> None:
-        """Pass one message from itchat's queue to the handlers; an unreadable one goes raw."""
+    def read(self, raw: dict) -> IncomingMessage:
+        """One message as it arrives from itchat, read at once: its sender and chat are looked up
+        while the contact lists exist (itchat's logout empties them, and a message can wait in the
+        queue past a logout while a handler waits for a locked database). An unreadable one goes raw."""
         try:
             message = to_incoming(raw, self.bot)
         except Exception as exc:
@@ -196,6 +198,10 @@ class WxpySession:
             message = raw_incoming(raw)
         if not message.sender_contact and message.sender:
             message.sender_contact = self._contact(message.sender)
+        return message
+
+    def deliver(self, message: IncomingMessage) -> None:
+        """Pass one message, read when it arrived, to the handlers."""
         self.listener.message(message)
 
     def _contact(self, user_name: str) -> dict:
@@ -216,21 +222,23 @@ class DeliveryQueue(queue.Queue):
     still arriving from itchat's receiving thread is delivered at once by the caller's thread.
     """
 
-    def __init__(self, bot, deliver):
+    def __init__(self, bot, deliver, read):
         super().__init__()
         self.bot = bot
         self.deliver = deliver
+        self.read = read  # raw dict -> IncomingMessage, when it arrives
         self.closed = False
 
     @classmethod
-    def replace(cls, bot, deliver) -> "DeliveryQueue":
-        inbox = cls(bot, deliver)
+    def replace(cls, bot, deliver, read) -> "DeliveryQueue":
+        inbox = cls(bot, deliver, read)
         old, bot.core.msgList = bot.core.msgList, inbox
         while not old.empty():
             inbox.put(old.get_nowait())
         return inbox
 
     def put(self, item, block=True, timeout=None):
+        item = self.read(item)  # in itchat's receiving thread, while the contacts are known
         with self.mutex:   # never queued after close() has taken the rest: delivered here instead
             if not self.closed:
                 self._put(item)
