@@ -93,7 +93,23 @@ class HealthWatcher:
                               f"(slowest {max(self.slow):.2f} s of {self.polls})"
 
 
-class WebWeChat:
+class _Phone:
+    """What both phones do the same way on their fake server."""
+
+    def scan(self) -> None:
+        self.server.scan()
+
+    def confirm(self) -> None:
+        self.server.confirm()
+
+    def send_text(self, text: str) -> None:
+        self.server.send_text(text)
+
+    def expire_qr(self) -> bool:
+        return self.server.expire_qr()
+
+
+class WebWeChat(_Phone):
     """The web-WeChat side (BOT_BACKEND=wxpy): the fake server of geekai/bot/emulator.py and the phone."""
 
     name = "wxpy"
@@ -109,23 +125,11 @@ class WebWeChat:
     def settings(self, url: str) -> dict:
         return {"BOT_BACKEND": "wxpy", "WECHAT_BASE_URL": url}
 
-    def scan(self) -> None:
-        self.server.scan()
-
-    def confirm(self) -> None:
-        self.server.confirm()
-
-    def send_text(self, text: str) -> None:
-        self.server.send_text(text)
-
-    def expire_qr(self) -> bool:
-        return self.server.expire_qr()
-
     def log_out_on_the_phone(self) -> bool:
         return self.server.logout()
 
 
-class Ilink:
+class Ilink(_Phone):
     """The iLink side (BOT_BACKEND=ilink): the fake server of geekai/bot/ilink_emulator.py and the phone."""
 
     name = "ilink"
@@ -140,18 +144,6 @@ class Ilink:
 
     def settings(self, url: str) -> dict:
         return {"BOT_BACKEND": "ilink", "ILINK_BASE_URL": url}
-
-    def scan(self) -> None:
-        self.server.scan()
-
-    def confirm(self) -> None:
-        self.server.confirm()
-
-    def send_text(self, text: str) -> None:
-        self.server.send_text(text)
-
-    def expire_qr(self) -> bool:
-        return self.server.expire_qr()
 
     def log_out_on_the_phone(self) -> bool:
         """iLink has no logout notice: the session ends as a stale token (-14) on the next call."""
