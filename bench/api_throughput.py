@@ -13,7 +13,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import ROOT, TOKEN, Spread, clean_env, free_port, ratio_spread, stop, wait_ok, wrk  # noqa: E402
+from common import ROOT, TOKEN, Spread, clean_env, free_port, print_result, ratio_spread, stop, wait_ok, wrk  # noqa: E402
 
 TITLE = "GET /api/bot against a plain Flask + sqlite3 peer"
 THROUGHPUT_TARGET = 0.8   # geekai's requests/s at least this fraction of the peer's
@@ -76,9 +76,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     args = parser.parse_args()
     result = measure(args.rounds, args.seconds)
-    print(result["table"])
-    for name, value, target, ok in result["checks"]:
-        print(f"{name}: {value:.2f} (target {target}) {'ok' if ok else 'MISSED'}")
+    print_result(result, digits=2)
 
 
 if __name__ == "__main__":

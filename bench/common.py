@@ -123,3 +123,10 @@ def machine() -> str:
 
 def python() -> str:
     return sys.executable
+
+
+def print_result(result: dict, digits: int = 2) -> None:
+    """A benchmark's table and its checks against their targets, for running one script by hand."""
+    print(result["table"])
+    for name, value, target, ok in result["checks"]:
+        print(f"{name}: {value:.{digits}f} (target {target}) {'ok' if ok else 'MISSED'}")

@@ -18,7 +18,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import ROOT, Spread, free_port, ratio_spread  # noqa: E402
+from common import ROOT, Spread, free_port, print_result, ratio_spread  # noqa: E402
 
 BARE_APP = """
 import sys
@@ -134,9 +134,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=11)
     args = parser.parse_args()
     result = measure(args.runs)
-    print(result["table"])
-    for name, value, target, ok in result["checks"]:
-        print(f"{name}: {value:.2f} (target {target}) {'ok' if ok else 'MISSED'}")
+    print_result(result, digits=2)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import PASSWORD, ROOT, TOKEN, Spread  # noqa: E402
+from common import PASSWORD, ROOT, TOKEN, Spread, print_result  # noqa: E402
 
 TITLE = "A logout from the phone, from WeChat's answer to the state row"
 TARGET_MS = 100
@@ -91,9 +91,7 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=10)
     args = parser.parse_args()
     result = measure(args.cycles)
-    print(result["table"])
-    for name, value, target, ok in result["checks"]:
-        print(f"{name}: {value:.0f} (target {target}) {'ok' if ok else 'MISSED'}")
+    print_result(result, digits=0)
 
 
 if __name__ == "__main__":

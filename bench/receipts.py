@@ -18,7 +18,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import ROOT, Spread, clean_env, ratio_spread  # noqa: E402
+from common import ROOT, Spread, clean_env, print_result, ratio_spread  # noqa: E402
 
 TITLE = "Payment receipts per second against the previous release and the sqlite3 floor"
 # The release before the receipts were made faster (issue 13 measured 413/s there).
@@ -84,9 +84,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=200)
     args = parser.parse_args()
     result = measure(args.rounds, args.count, args.orders, args.baseline)
-    print(result["table"])
-    for name, value, target, ok in result["checks"]:
-        print(f"{name}: {value:.2f} (target {target}) {'ok' if ok else 'MISSED'}")
+    print_result(result, digits=2)
 
 
 if __name__ == "__main__":
