@@ -2,10 +2,15 @@
 
 No Docker daemon or systemd runs here, so these are checks of the files themselves: the image
 installs the same pinned set as `make`, and every path, port and route the units and the nginx
-snippet name exists in this checkout and in the app.
+snippet name exists in this checkout and in the app. The bytecode steps of the Makefile and the
+image are run for real, on a copy of the code.
 """
+import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -178,3 +183,59 @@ def test_nginx_keeps_the_stream_open_and_the_body_limit_equal(nginx):
     assert seconds > HEARTBEAT_SECONDS
     body = re.search(r"client_max_body_size (\d+)m;", nginx)
     assert int(body.group(1)) * 1024 * 1024 == DEFAULTS["MAX_CONTENT_LENGTH"]
+
+
+COMPILES_ON_START = """
+import importlib.machinery, os, sys
+compiled = []
+original = importlib.machinery.SourceFileLoader.source_to_code
+def counting(self, data, path, *args, **kwargs):
+    compiled.append(os.path.relpath(path))
+    return original(self, data, path, *args, **kwargs)
+importlib.machinery.SourceFileLoader.source_to_code = counting
+sys.path.insert(0, os.getcwd())
+from geekai import create_app
+create_app({"ADMIN_PASSWORD": "deploy-test-password", "BOT_ENABLED": False}, instance_path=sys.argv[1])
+import geekai.server, geekai.bot.runtime, app
+print("\\n".join(path for path in compiled if not path.startswith(("..", "/"))))
+"""
+
+
+def bytecode_commands():
+    """The commands that make geekai's own bytecode: the Makefile's `bytecode` recipe, the image's RUN."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    recipe = re.search(r"^bytecode:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe, "the Makefile has no bytecode target"
+    make_command = recipe.group(1).strip().replace("$(BIN)/python", "python")
+    for target in ("install", "run", "demo", "test", "bench"):
+        assert re.search(rf"^{target}:.*\bbytecode\b", makefile, re.M), f"`make {target}` skips the bytecode"
+    image = [rest for word, rest in dockerfile_instructions() if word == "RUN" and "compileall" in rest]
+    assert len(image) == 1, "the image does not compile geekai's bytecode"
+    copies = [i for i, (word, rest) in enumerate(dockerfile_instructions()) if word == "COPY" and "geekai/" in rest]
+    runs = [i for i, (word, rest) in enumerate(dockerfile_instructions()) if word == "RUN" and "compileall" in rest]
+    assert copies and runs[0] > copies[-1], "the image compiles before it copies geekai/"
+    return {"Makefile": make_command, "Dockerfile": image[0]}
+
+
+@pytest.mark.parametrize("source", ["Makefile", "Dockerfile"])
+def test_a_start_compiles_none_of_geekai_after_the_install_step(source, tmp_path):
+    """Where bytecode is not written at run time (the image sets PYTHONDONTWRITEBYTECODE; the unit's
+    user cannot write /opt/geekai), the install step must have made it, or every start compiles
+    every module again."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    shutil.copy(ROOT / "app.py", checkout)
+    shutil.copytree(ROOT / "geekai", checkout / "geekai", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GEEKAI_")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    start = [sys.executable, "-c", COMPILES_ON_START, str(tmp_path / "instance")]
+
+    before = subprocess.run(start, cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
+    assert before.returncode == 0, before.stderr
+    assert "geekai/__init__.py" in before.stdout.split()  # no bytecode yet: the count is real
+
+    command = shlex.split(bytecode_commands()[source])
+    subprocess.run([sys.executable, *command[1:]], cwd=checkout, env=env, check=True, timeout=120)
+    after = subprocess.run(start, cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.split() == [], f"compiled at start after `{' '.join(command)}`: {after.stdout.split()}"
