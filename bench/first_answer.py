@@ -20,7 +20,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import ROOT, Spread, free_port, print_result, ratio_spread  # noqa: E402
+from common import ROOT, Spread, clean_env, free_port, print_result, ratio_spread  # noqa: E402
 
 BARE_APP = """
 import sys
@@ -127,9 +127,7 @@ def measure(runs: int) -> dict:
                 if name == RESTART:
                     shutil.copytree(previous, instance, dirs_exist_ok=True)
                 port = free_port()
-                env = {k: v for k, v in os.environ.items() if not k.startswith("GEEKAI_")}
-                env.update(extra, GEEKAI_INSTANCE_PATH=instance, GEEKAI_PORT=str(port),
-                           GEEKAI_ADMIN_PASSWORD="bench-password", NO_PROXY="127.0.0.1")
+                env = clean_env(**extra, GEEKAI_INSTANCE_PATH=instance, GEEKAI_PORT=str(port))
                 cmd = command + ([str(port)] if command[1] == "-c" else [])
                 first, full = first_answers(cmd, port, env)
                 health[name].add(first)
@@ -189,9 +187,7 @@ def _previous_instance(named) -> str:
     folder = tempfile.mkdtemp(prefix="geekai-bench-previous-")
     port = free_port()
     command, extra = next((command, extra) for name, command, extra in named if name == RESTART)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEEKAI_")}
-    env.update(extra, GEEKAI_INSTANCE_PATH=folder, GEEKAI_PORT=str(port), GEEKAI_ADMIN_PASSWORD="bench-password",
-               NO_PROXY="127.0.0.1")
+    env = clean_env(**extra, GEEKAI_INSTANCE_PATH=folder, GEEKAI_PORT=str(port))
     first_answers(command, port, env)
     return folder
 
@@ -202,9 +198,8 @@ def _phases(previous: str, runs: int) -> dict[str, Spread]:
     for _ in range(runs):
         instance = tempfile.mkdtemp(prefix="geekai-bench-")
         shutil.copytree(previous, instance, dirs_exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GEEKAI_")}
         out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "startup_phases.py"), instance],
-                             cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=120)
+                             cwd=ROOT, env=clean_env(), capture_output=True, text=True, check=True, timeout=120)
         for name, ms in json.loads(out.stdout.splitlines()[-1]).items():
             phases.setdefault(name, Spread()).add(ms)
         shutil.rmtree(instance, ignore_errors=True)
